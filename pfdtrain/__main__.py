@@ -1,0 +1,7 @@
+"""``python -m pfdtrain`` (also what ``torchrun -m pfdtrain`` launches)."""
+
+import sys
+
+from pfdtrain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,382 @@
+"""The one training configuration: YAML → ``TrainingConfig`` → trainer → checkpoint (guide §6.3).
+
+Every section is a dataclass whose fields carry their own help text and allowed values, so
+the same declaration drives validation, the commented ``pfdtrain config`` output and the
+README's configuration reference.
+
+Example:
+    >>> cfg = TrainingConfig.from_yaml("my.yaml")
+    >>> cfg = apply_overrides(cfg, ["optimizer.lr=3e-4", "num_epochs=5"])
+    >>> TrainingConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the field and the fix."""
+
+
+def _opt(default: Any, help: str, *, choices: Optional[list] = None, min: Optional[float] = None,
+         max: Optional[float] = None, pattern: Optional[str] = None) -> Any:
+    """Declare a config field with its help text and constraints (kept in ``field.metadata``)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "pattern": pattern}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _section(cls: type, help: str) -> Any:
+    return field(default_factory=cls, metadata={"help": help})
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class DataConfig:
+    """Where the records come from and how they are cut into windows and batched."""
+
+    source: str = _opt("synthetic", "'synthetic' (the built-in generator) or the path of an HDF5 "
+                       "dataset file in pfdtrain's layout")
+    cache_dir: str = _opt("data", "folder where generated datasets are stored and reused")
+    window_length: int = _opt(6400, "samples per window fed to the model (6400 = 1.0 s at 6.4 kHz)",
+                              min=16)
+    window_stride: int = _opt(3200, "hop between consecutive windows inside a record", min=1)
+    normalization: str = _opt("zscore", "per-window normalisation",
+                              choices=["none", "zscore", "minmax", "rms"])
+    val_fraction: float = _opt(0.15, "fraction of records (per class x severity) for validation",
+                               min=0.0, max=0.5)
+    test_fraction: float = _opt(0.15, "fraction of records (per class x severity) for the test split",
+                                min=0.0, max=0.5)
+    batch_size: int = _opt(32, "windows per batch (per process)", min=1)
+    num_workers: int = _opt(0, "DataLoader worker processes (0 = load in the main process)", min=0)
+
+
+@dataclass
+class SyntheticConfig:
+    """The physics-based journal-bearing generator (used when ``data.source`` is 'synthetic')."""
+
+    sampling_rate: int = _opt(6400, "samples per second; Nyquist 3.2 kHz keeps the 1.5-2.5 kHz "
+                              "cavitation bursts", min=1000)
+    record_duration: float = _opt(3.0, "seconds per record", min=0.1)
+    records_per_class: int = _opt(24, "records per class, spread evenly over the 4 severity levels",
+                                  min=4)
+    seed: int = _opt(2026, "generator seed; record i draws from seed + i", min=0)
+    noise_level: float = _opt(1.0, "scale of all noise layers (1.0 = realistic, 0 = clean)", min=0.0)
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build (see ``pfdtrain.models``)."""
+
+    name: str = _opt("cnn1d", "model name", choices=["cnn1d", "resnet18_1d", "cnn_lstm"])
+    dropout: float = _opt(0.3, "dropout before the classifier", min=0.0, max=0.95)
+    params: dict = _opt({}, "extra constructor arguments of the model, e.g. {base_channels: 32}")
+
+
+@dataclass
+class OptimizerConfig:
+    """``create_optimizer`` settings; weight decay never applies to biases or norm layers."""
+
+    name: str = _opt("adamw", "optimizer", choices=["adamw", "adam", "sgd", "rmsprop"])
+    lr: float = _opt(1e-3, "learning rate (scale with the global batch size)", min=0.0)
+    weight_decay: float = _opt(1e-2, "decoupled (adamw) or L2 weight decay on weights only", min=0.0)
+    momentum: float = _opt(0.9, "momentum for sgd and rmsprop", min=0.0, max=1.0)
+    betas: list = _opt([0.9, 0.999], "Adam betas [beta1, beta2]")
+    eps: float = _opt(1e-8, "numerical epsilon for adam, adamw and rmsprop", min=0.0)
+    nesterov: bool = _opt(False, "Nesterov momentum for sgd")
+
+
+@dataclass
+class SchedulerConfig:
+    """``create_scheduler`` settings."""
+
+    name: str = _opt("cosine", "learning-rate schedule",
+                     choices=["none", "step", "exponential", "cosine", "cosine_warmup", "onecycle",
+                              "plateau"])
+    step_size: int = _opt(10, "step: epochs between decays", min=1)
+    gamma: float = _opt(0.1, "step and exponential: decay factor", min=0.0, max=1.0)
+    eta_min: float = _opt(0.0, "cosine and cosine_warmup: final learning rate", min=0.0)
+    warmup_epochs: float = _opt(1.0, "cosine_warmup: epochs of linear warm-up", min=0.0)
+    max_lr: Optional[float] = _opt(None, "onecycle: peak learning rate (default: optimizer.lr)",
+                                   min=0.0)
+    pct_start: float = _opt(0.3, "onecycle: fraction of steps spent warming up", min=0.0, max=1.0)
+    monitor: str = _opt("val_loss", "plateau: history key to watch")
+    mode: str = _opt("min", "plateau: 'min' for a loss, 'max' for an accuracy", choices=["min", "max"])
+    factor: float = _opt(0.5, "plateau: LR multiplier on a plateau", min=0.0, max=1.0)
+    patience: int = _opt(3, "plateau: epochs without improvement before reducing", min=0)
+    threshold: float = _opt(1e-4, "plateau: smallest relative change that counts", min=0.0)
+    min_lr: float = _opt(0.0, "plateau: lower bound of the learning rate", min=0.0)
+
+
+@dataclass
+class MixedPrecisionConfig:
+    """``torch.amp`` autocast: bf16 on CPU, fp16 with a GradScaler on CUDA."""
+
+    enabled: bool = _opt(False, "train under autocast")
+    dtype: str = _opt("auto", "autocast dtype; auto = bfloat16 on CPU, float16 on CUDA",
+                      choices=["auto", "bfloat16", "float16"])
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a training run needs; saved whole in every checkpoint and run folder.
+
+    Example:
+        >>> cfg = TrainingConfig()
+        >>> cfg.optimizer.lr
+        0.001
+    """
+
+    name: Optional[str] = _opt(None, "run folder name under output_dir (default: <model>-<time>)")
+    output_dir: str = _opt("runs", "parent folder of run folders")
+    seed: int = _opt(42, "seed for torch, numpy, python and the data order", min=0)
+    deterministic: bool = _opt(True, "deterministic algorithms (identical history run to run)")
+    device: str = _opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'",
+                       pattern=r"auto|cpu|cuda(:\d+)?")
+    num_epochs: int = _opt(12, "epochs to train", min=1)
+    gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step", min=1)
+    max_grad_norm: float = _opt(1.0, "clip the total gradient norm to this (0 = no clipping)",
+                                min=0.0)
+    log_interval: int = _opt(20, "refresh the progress bar every N batches", min=1)
+    data: DataConfig = _section(DataConfig, "data source, windows and batches")
+    synthetic: SyntheticConfig = _section(SyntheticConfig, "built-in synthetic dataset generator")
+    model: ModelConfig = _section(ModelConfig, "network")
+    optimizer: OptimizerConfig = _section(OptimizerConfig, "optimizer")
+    scheduler: SchedulerConfig = _section(SchedulerConfig, "learning-rate scheduler")
+    mixed_precision: MixedPrecisionConfig = _section(MixedPrecisionConfig, "mixed precision")
+
+    # ---------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict:
+        """Plain nested dict of builtins (what ``yaml.safe_dump`` and checkpoints store)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingConfig":
+        """Build and validate a config; missing keys take their defaults.
+
+        Raises:
+            ConfigError: unknown key (with the closest valid key) or invalid value.
+        """
+        return _build(cls, data, section="")
+
+    def to_yaml(self, path: Optional[Union[str, Path]] = None, comments: bool = True) -> str:
+        """YAML text of this config (commented by default); written to ``path`` when given."""
+        text = _to_commented_yaml(self) if comments else yaml.safe_dump(
+            self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "TrainingConfig":
+        """Read a YAML file with ``yaml.safe_load`` (no python tags) and validate it."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}. Write one with "
+                              f"`pfdtrain config > {path.name}` and edit it.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys, got "
+                              f"{type(data).__name__}")
+        return cls.from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    name = getattr(tp, "__name__", str(tp))
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the field type; accept the harmless conversions YAML needs."""
+    base, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where} must be {_type_name(base)}, got null")
+    base_origin = typing.get_origin(base) or base
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML reads '3e-4' (no dot) as a string; accept any string float() accepts.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif base is str:
+        if isinstance(value, str):
+            return value
+    elif base_origin is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+    elif base_origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    raise ConfigError(f"{where} must be {_type_name(base_origin)}"
+                      f"{' or null' if optional else ''}, got {value!r} "
+                      f"({type(value).__name__})")
+
+
+def _check_constraints(value: Any, meta: dict, where: str) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where} = {value!r} is not allowed; allowed values: "
+                          f"{', '.join(map(str, choices))}.{hint}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"between {lo} and {hi}" if lo is not None and hi is not None else (
+            f">= {lo}" if lo is not None else f"<= {hi}")
+        raise ConfigError(f"{where} = {value!r} is out of range; allowed: {bounds}")
+    pattern = meta.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, str(value)):
+        raise ConfigError(f"{where} = {value!r} is not allowed; expected {meta['help']}")
+
+
+def _build(cls: type, data: Any, section: str) -> Any:
+    where_section = section or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"section '{section}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}' in section '{where_section}'{hint} "
+                              f"Valid keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        where = f"{section}.{name}" if section else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, where)
+            continue
+        value = _coerce(value, tp, where)
+        _check_constraints(value, fields[name].metadata, where)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def apply_overrides(config: TrainingConfig, overrides: list[str]) -> TrainingConfig:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate.
+
+    Example:
+        >>> apply_overrides(TrainingConfig(), ["optimizer.lr=3e-4"]).optimizer.lr
+        0.0003
+    """
+    data = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value, "
+                              f"e.g. optimizer.lr=3e-4")
+        dotted, raw = item.split("=", 1)
+        *parents, leaf = dotted.strip().split(".")
+        node = data
+        for depth, part in enumerate(parents):
+            if part not in node:
+                node[part] = {}  # from_dict then names the unknown section and its closest match
+            if not isinstance(node[part], dict):
+                path = ".".join(parents[: depth + 1])
+                sections = [k for k, v in node.items() if isinstance(v, dict)]
+                raise ConfigError(f"override '{item}': '{path}' is not a config section; "
+                                  f"sections: {', '.join(sections)}")
+            node = node[part]
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from None
+    return TrainingConfig.from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Commented YAML output
+# --------------------------------------------------------------------------------------------
+
+def _yaml_scalar(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text[: -len("\n...")] if text.endswith("\n...") else text.removesuffix("...").strip()
+
+
+def _to_commented_yaml(obj: Any, indent: int = 0) -> str:
+    lines: list[str] = []
+    pad = "  " * indent
+    if indent == 0:
+        lines.append("# pfdtrain training configuration (every key optional; defaults shown)")
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        meta = f.metadata
+        if dataclasses.is_dataclass(value):
+            lines.append("")
+            lines.append(f"{pad}# {meta['help']}")
+            lines.append(f"{pad}{f.name}:")
+            lines.append(_to_commented_yaml(value, indent + 1))
+            continue
+        comment = meta.get("help", "")
+        if meta.get("choices"):
+            comment += f" [{' | '.join(map(str, meta['choices']))}]"
+        lines.append(f"{pad}{f.name}: {_yaml_scalar(value)}  # {comment}")
+    return "\n".join(lines) + ("\n" if indent == 0 else "")
+
+
+def config_reference_markdown() -> str:
+    """The configuration reference table (used to write the README section)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+                continue
+            meaning = f.metadata.get("help", "")
+            if f.metadata.get("choices"):
+                meaning += " (" + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + ")"
+            rows.append(f"| `{prefix}{f.name}` | `{_yaml_scalar(value)}` | {meaning} |")
+
+    walk(TrainingConfig(), "")
+    return "\n".join(rows)
