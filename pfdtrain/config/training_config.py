@@ -24,8 +24,10 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from pfdtrain.errors import PfdtrainError
 
-class ConfigError(ValueError):
+
+class ConfigError(PfdtrainError, ValueError):
     """A configuration key or value is invalid; the message names the field and the fix."""
 
 

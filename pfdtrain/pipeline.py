@@ -1,0 +1,134 @@
+"""The main job: config → data → model → trainer → run folder (what ``pfdtrain train`` runs).
+
+Example:
+    >>> result = run_training(TrainingConfig())
+    >>> result.run_dir, result.test_metrics["accuracy"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from pfdtrain.config.training_config import ConfigError, TrainingConfig
+from pfdtrain.data import DataBundle, build_dataloaders
+from pfdtrain.evaluation.metrics import classification_report
+from pfdtrain.models import build_model
+from pfdtrain.training.cnn_trainer import CNNTrainer
+from pfdtrain.training.optimization import (PER_STEP_SCHEDULERS, create_optimizer,
+                                            create_scheduler, optimizer_steps_per_epoch)
+from pfdtrain.utils.io import write_json
+from pfdtrain.utils.logging import get_logger, setup_logging
+from pfdtrain.utils.reproducibility import set_seed
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    history: dict[str, list[float]]
+    test_metrics: Optional[dict[str, Any]]
+    trainer: CNNTrainer
+    data: DataBundle
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; an unavailable CUDA request fails clearly."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device = {name!r} but CUDA is not available on this machine; "
+                          f"use device: auto or device: cpu")
+    return device
+
+
+def create_run_dir(config: TrainingConfig) -> Path:
+    """``<output_dir>/<name>``; a default name is ``<model>-<timestamp>``, never reused."""
+    root = Path(config.output_dir)
+    name = config.name or f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = root / name
+    suffix = 1
+    while config.name is None and run_dir.exists():  # two default runs in the same second
+        suffix += 1
+        run_dir = root / f"{name}-{suffix}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device,
+                  progress_bar: Optional[bool] = None) -> CNNTrainer:
+    """Model, optimizer, scheduler and trainer exactly as the config describes."""
+    model = build_model(config.model.name, num_classes=data.num_classes,
+                        dropout=config.model.dropout, **config.model.params)
+    optimizer = create_optimizer(model, config.optimizer)
+    steps = optimizer_steps_per_epoch(len(data.train_loader), config.gradient_accumulation_steps)
+    scheduler = create_scheduler(optimizer, config.scheduler, config.num_epochs, steps)
+    return CNNTrainer(
+        model=model,
+        train_loader=data.train_loader,
+        val_loader=data.val_loader,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        device=device,
+        mixed_precision=config.mixed_precision.enabled,
+        amp_dtype=_amp_dtype(config.mixed_precision.dtype),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_grad_norm=config.max_grad_norm,
+        scheduler_interval="step" if config.scheduler.name in PER_STEP_SCHEDULERS else "epoch",
+        plateau_monitor=config.scheduler.monitor,
+        log_interval=config.log_interval,
+        progress_bar=progress_bar,
+        config=config,
+    )
+
+
+def _amp_dtype(name: str) -> Optional[torch.dtype]:
+    return {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None) -> RunResult:
+    """Train as configured, evaluate once on the test split, write the run folder.
+
+    The run folder holds ``config.yaml``, ``history.json``, ``test_metrics.json`` and
+    ``train.log``. The test split is used only here, after training, never for selection.
+    """
+    started = time.perf_counter()
+    set_seed(config.seed, config.deterministic)
+    device = resolve_device(config.device)
+    run_dir = create_run_dir(config)
+    setup_logging(log_file=run_dir / "train.log")
+    config.to_yaml(run_dir / "config.yaml")
+    logger.info(f"Run folder: {run_dir}")
+
+    data = build_dataloaders(config)
+    logger.info(f"Data: {data.path} ({data.num_classes} classes, "
+                f"{len(data.train_loader.dataset)} train / "
+                f"{len(data.val_loader.dataset) if data.val_loader else 0} val / "
+                f"{len(data.test_loader.dataset) if data.test_loader else 0} test windows of "
+                f"{data.input_length} samples at {data.sampling_rate:g} Hz)")
+    trainer = build_trainer(config, data, device, progress_bar)
+    history = trainer.fit(config.num_epochs)
+    write_json(run_dir / "history.json", history)
+
+    test_metrics = None
+    if data.test_loader is not None:
+        metrics, logits, targets = trainer.evaluate_with_predictions(data.test_loader, "test_")
+        report = classification_report(targets.numpy(), logits.argmax(dim=1).numpy(),
+                                       data.class_names)
+        test_metrics = {"test_loss": metrics["test_loss"], **report,
+                        "dataset": str(data.path), "dataset_hash": data.content_hash,
+                        "epochs_trained": trainer.epochs_completed}
+        write_json(run_dir / "test_metrics.json", test_metrics)
+        logger.info(f"Test: Loss: {metrics['test_loss']:.4f}, Acc: {report['accuracy']:.2f}%, "
+                    f"Macro F1: {report['macro_f1']:.4f} ({report['num_samples']} windows)")
+    logger.info(f"Finished in {time.perf_counter() - started:.1f} s; results in {run_dir}")
+    return RunResult(run_dir, history, test_metrics, trainer, data)

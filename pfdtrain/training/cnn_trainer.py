@@ -1,0 +1,391 @@
+"""``CNNTrainer``: the one training loop (guide §1, §5, §6.2).
+
+``fit`` runs the canonical order — train, validate, scheduler, log, callbacks, checkpoint —
+and returns ``history``. Other trainers (physics-informed, distillation) subclass it and
+override ``compute_loss`` only; the loop, metrics, callbacks and checkpoints stay one.
+
+Example:
+    >>> trainer = CNNTrainer(model, train_loader, val_loader, optimizer=opt)
+    >>> history = trainer.fit(num_epochs=10)
+    >>> history["val_acc"][-1]
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pfdtrain.errors import PfdtrainError
+from pfdtrain.training.cnn_callbacks import Callback, CallbackList
+from pfdtrain.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+REQUIRED_HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+class TrainingError(PfdtrainError, RuntimeError):
+    """The run cannot go on as configured; the message says why and what to change."""
+
+
+class CNNTrainer:
+    """Trains a classifier ``model.forward(x) -> logits`` on ``(inputs, targets)`` batches.
+
+    Args:
+        model: the network (moved to ``device``).
+        train_loader: training batches ``(inputs [B, C, L], targets [B])``.
+        val_loader: validation batches, or None (then history has no ``val_*`` keys).
+        optimizer: the optimizer (see ``create_optimizer``).
+        lr_scheduler: a ``torch.optim.lr_scheduler`` object or None.
+        criterion: loss on ``(logits, targets)``; default ``nn.CrossEntropyLoss()``.
+        device: where to train.
+        mixed_precision: train under ``torch.amp.autocast``.
+        amp_dtype: autocast dtype; default bfloat16 on CPU, float16 (with a GradScaler) on CUDA.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        max_grad_norm: clip the total gradient norm (after unscaling) to this; 0 disables.
+        scheduler_interval: ``"epoch"`` or ``"step"`` (per optimizer step: onecycle, warmup).
+        plateau_monitor: the metric ``ReduceLROnPlateau`` receives (default ``val_loss``).
+        callbacks: callbacks (a list or a ``CallbackList``).
+        log_interval: refresh the progress bar every N batches (the only per-batch host sync).
+        progress_bar: show a tqdm bar; default only when stderr is a terminal.
+        config: the ``TrainingConfig`` of the run, logged at start and saved in checkpoints.
+
+    Example:
+        >>> trainer = CNNTrainer(model, train_loader, val_loader, optimizer=opt,
+        ...                      lr_scheduler=sched, mixed_precision=True)
+        >>> history = trainer.fit(20)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: DataLoader,
+        val_loader: Optional[DataLoader] = None,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        lr_scheduler: Any = None,
+        criterion: Optional[Callable[..., torch.Tensor]] = None,
+        device: torch.device | str = "cpu",
+        mixed_precision: bool = False,
+        amp_dtype: Optional[torch.dtype] = None,
+        gradient_accumulation_steps: int = 1,
+        max_grad_norm: float = 0.0,
+        scheduler_interval: str = "epoch",
+        plateau_monitor: str = "val_loss",
+        callbacks: Optional[Iterable[Callback]] = None,
+        log_interval: int = 20,
+        progress_bar: Optional[bool] = None,
+        config: Any = None,
+    ) -> None:
+        if gradient_accumulation_steps < 1:
+            raise ValueError("gradient_accumulation_steps must be >= 1")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError("scheduler_interval must be 'epoch' or 'step'")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.optimizer = optimizer if optimizer is not None else torch.optim.AdamW(
+            self.model.parameters(), lr=1e-3)
+        self.lr_scheduler = lr_scheduler
+        self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.max_grad_norm = max_grad_norm
+        self.scheduler_interval = scheduler_interval
+        self.plateau_monitor = plateau_monitor
+        self.log_interval = log_interval
+        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        self.config = config
+
+        self.mixed_precision = mixed_precision
+        if amp_dtype is None:
+            amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.amp_dtype = amp_dtype
+        # Loss scaling only matters for fp16, whose narrow exponent underflows small gradients.
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=mixed_precision and amp_dtype == torch.float16)
+
+        self.callbacks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
+        self.callbacks.set_trainer(self)
+
+        # Dashboard contract (§6.2): readable at any time, also from a callback.
+        self.current_epoch = 0
+        self.history: dict[str, list[float]] = {}
+        self.best_val_acc = 0.0
+        self.best_val_loss = float("inf")
+        self.epochs_completed = 0
+        self.global_step = 0  # optimizer steps taken
+        self.stop_training = False  # a callback sets this to end fit after the current epoch
+        self.last_grad_norm: Optional[torch.Tensor] = None  # before clipping, after unscaling
+        self.num_epochs = 0
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, num_epochs: int) -> dict[str, list[float]]:
+        """Train until ``num_epochs`` epochs are complete in total (a resumed run continues).
+
+        Returns:
+            ``history``: per-epoch lists under the §1.2 keys.
+        """
+        self.num_epochs = num_epochs
+        self.stop_training = False
+        self._log_configuration()
+        self.callbacks.on_train_begin({})
+        epoch_logs: dict[str, float] = {}
+        for epoch in range(self.epochs_completed, num_epochs):
+            self.current_epoch = epoch
+            self.callbacks.on_epoch_begin(epoch, {})
+            train_metrics = self.train_epoch()                               # 1. train
+            val_metrics = self.validate_epoch()                              # 2. validate
+            self._step_scheduler(val_metrics)                                # 3. scheduler
+            epoch_logs = self._log_epoch(train_metrics, val_metrics)         # 4. log
+            self.callbacks.on_epoch_end(epoch, epoch_logs)                   # 5. callbacks
+            self.epochs_completed = epoch + 1
+            self._maybe_save_checkpoint(epoch_logs)                          # 6. checkpoint
+            if self.stop_training:
+                logger.info(f"Stopping early after epoch {epoch + 1}/{num_epochs}")
+                break
+        self.callbacks.on_train_end(dict(epoch_logs))
+        return self.history
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over ``train_loader``; returns sample-weighted ``train_loss``/``train_acc``."""
+        self.model.train()
+        loader = self.train_loader
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.current_epoch)  # the epoch's shuffle is a function of it
+        num_batches = len(loader)
+        window_weights = self._window_weights(loader, num_batches)
+        sums = self._new_sums()
+        self.optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(total=num_batches, desc=f"Epoch {self.current_epoch + 1}/{self.num_epochs}",
+                   leave=False, disable=not self.progress_bar, dynamic_ncols=True)
+        for batch_idx, batch in enumerate(loader):
+            self.callbacks.on_batch_begin(batch_idx, {})
+            batch = self._to_device(batch)
+            with self._autocast():
+                loss, logits, targets, extra = self.compute_loss(batch)
+            # Each micro-batch's mean loss is weighted by its share of the window's samples,
+            # so a window (also the epoch's last, partial one) steps on the mean over exactly
+            # its own samples, as one big batch would.
+            self.scaler.scale(loss * window_weights[batch_idx]).backward()
+            self._accumulate(sums, loss, logits, targets, extra)
+            if self._window_ends(batch_idx, num_batches):
+                self._optimizer_step()
+            self.callbacks.on_batch_end(batch_idx, {"loss": loss.detach(),
+                                                    "batch_size": targets.size(0)})
+            bar.update(1)
+            if self.progress_bar and ((batch_idx + 1) % self.log_interval == 0
+                                      or batch_idx + 1 == num_batches):
+                bar.set_postfix(self._postfix(sums))
+        bar.close()
+        return self._finalize(sums, prefix="train_")
+
+    @torch.no_grad()
+    def validate_epoch(self) -> dict[str, float]:
+        """Sample-weighted ``val_loss``/``val_acc``; empty when there is no validation loader."""
+        if self.val_loader is None:
+            return {}
+        return self.evaluate(self.val_loader, prefix="val_")
+
+    def evaluate(self, loader: DataLoader, prefix: str = "") -> dict[str, float]:
+        """Loss and accuracy of the model on ``loader`` in eval mode (no parameter change)."""
+        return self.evaluate_with_predictions(loader, prefix, keep_outputs=False)[0]
+
+    @torch.no_grad()
+    def evaluate_with_predictions(self, loader: DataLoader, prefix: str = "",
+                                  keep_outputs: bool = True
+                                  ) -> tuple[dict[str, float], Optional[torch.Tensor],
+                                             Optional[torch.Tensor]]:
+        """``evaluate`` that also returns the logits and targets (on the CPU) of every sample."""
+        self.model.eval()
+        sums = self._new_sums()
+        all_logits, all_targets = [], []
+        for batch in loader:
+            batch = self._to_device(batch)
+            with self._autocast():
+                loss, logits, targets, extra = self.compute_loss(batch)
+            self._accumulate(sums, loss, logits, targets, extra)
+            if keep_outputs:
+                all_logits.append(logits.detach().float().cpu())
+                all_targets.append(targets.detach().cpu())
+        metrics = self._finalize(sums, prefix=prefix)
+        if not keep_outputs:
+            return metrics, None, None
+        return metrics, torch.cat(all_logits), torch.cat(all_targets)
+
+    def compute_loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                  dict[str, torch.Tensor]]:
+        """Forward one batch: ``(loss, logits, targets, extra batch-mean losses)``.
+
+        The override point of specialised trainers (physics losses, distillation); extra
+        losses are averaged like ``loss`` and land in history as ``train_<name>``/``val_<name>``.
+        """
+        inputs, targets = batch[0], batch[1]
+        logits = self.model(inputs)
+        return self.criterion(logits, targets), logits, targets, {}
+
+    # ------------------------------------------------------------------ optimisation
+    def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)  # clip and measure true gradients, not scaled ones
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if self.max_grad_norm > 0:
+            self.last_grad_norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        else:
+            self.last_grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if self.lr_scheduler is not None and self.scheduler_interval == "step":
+            self.lr_scheduler.step()
+
+    def _window_ends(self, batch_idx: int, num_batches: int) -> bool:
+        return (batch_idx + 1) % self.gradient_accumulation_steps == 0 or batch_idx + 1 == num_batches
+
+    def _window_weights(self, loader: DataLoader, num_batches: int) -> list[float]:
+        """Per batch: its sample count over its accumulation window's sample count."""
+        steps = self.gradient_accumulation_steps
+        batch_size = getattr(loader, "batch_size", None)
+        sampler = getattr(loader, "sampler", None)
+        if batch_size is None or sampler is None or getattr(loader, "drop_last", False):
+            sizes = [1.0] * num_batches  # unknown sizes: fall back to equal micro-batch weights
+        else:
+            total = len(sampler)
+            sizes = [float(min(batch_size, total - i * batch_size)) for i in range(num_batches)]
+        weights = []
+        for start in range(0, num_batches, steps):
+            window = sizes[start:start + steps]
+            weights.extend(size / sum(window) for size in window)
+        return weights
+
+    def _step_scheduler(self, val_metrics: dict[str, float]) -> None:
+        """Step per-epoch schedulers; ``ReduceLROnPlateau`` always receives its metric."""
+        if self.lr_scheduler is None or self.scheduler_interval == "step":
+            return
+        if isinstance(self.lr_scheduler, ReduceLROnPlateau):
+            metric = val_metrics.get(self.plateau_monitor)
+            if metric is None:
+                raise TrainingError(
+                    f"ReduceLROnPlateau needs '{self.plateau_monitor}' every epoch, but the epoch's "
+                    f"validation metrics hold {sorted(val_metrics) or 'nothing'}. Provide a "
+                    f"validation split (data.val_fraction > 0), set scheduler.monitor to one of "
+                    f"those keys, or choose another scheduler.")
+            self.lr_scheduler.step(metric)
+        else:
+            self.lr_scheduler.step()
+
+    # ------------------------------------------------------------------ metrics
+    def _new_sums(self) -> dict[str, torch.Tensor]:
+        # Sums live on the device: adding to them never waits for the GPU.
+        return {"loss": torch.zeros((), dtype=torch.float64, device=self.device),
+                "correct": torch.zeros((), dtype=torch.float64, device=self.device),
+                "count": torch.zeros((), dtype=torch.float64, device=self.device)}
+
+    @staticmethod
+    def _accumulate(sums: dict[str, torch.Tensor], loss: torch.Tensor, logits: torch.Tensor,
+                    targets: torch.Tensor, extra: dict[str, torch.Tensor]) -> None:
+        n = targets.size(0)
+        sums["loss"] += loss.detach().double() * n
+        sums["correct"] += (logits.detach().argmax(dim=1) == targets).sum()
+        sums["count"] += n
+        for name, value in extra.items():
+            if name not in sums:
+                sums[name] = torch.zeros((), dtype=torch.float64, device=loss.device)
+            sums[name] += value.detach().double() * n
+
+    def _reduce_sums(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One host transfer for all sums (distributed trainers all-reduce them here)."""
+        keys = sorted(sums)
+        values = torch.stack([sums[k] for k in keys]).tolist()
+        return dict(zip(keys, values))
+
+    def _finalize(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
+        totals = self._reduce_sums(sums)
+        count = totals.pop("count")
+        if count == 0:
+            raise TrainingError(f"the {prefix.rstrip('_') or 'evaluation'} loader yielded no "
+                                f"samples; check the dataset split sizes and batch size")
+        metrics = {f"{prefix}loss": totals.pop("loss") / count,
+                   f"{prefix}acc": 100.0 * totals.pop("correct") / count}
+        metrics.update({f"{prefix}{k}": v / count for k, v in totals.items()})
+        return metrics
+
+    def _postfix(self, sums: dict[str, torch.Tensor]) -> dict[str, str]:
+        count = max(float(sums["count"]), 1.0)
+        return {"loss": f"{float(sums['loss']) / count:.4f}",
+                "acc": f"{100.0 * float(sums['correct']) / count:.2f}%"}
+
+    @property
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _log_epoch(self, train_metrics: dict[str, float], val_metrics: dict[str, float]
+                   ) -> dict[str, float]:
+        """Append the epoch to ``history``, update the best values, log the summary line."""
+        logs = {**train_metrics, **val_metrics, "lr": self.current_lr}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        if "val_acc" in val_metrics:
+            self.best_val_acc = max(self.best_val_acc, val_metrics["val_acc"])
+        if "val_loss" in val_metrics:
+            self.best_val_loss = min(self.best_val_loss, val_metrics["val_loss"])
+        line = (f"Epoch {self.current_epoch + 1}/{self.num_epochs} - "
+                f"Train Loss: {logs['train_loss']:.4f}, Train Acc: {logs['train_acc']:.2f}%, ")
+        if val_metrics:
+            line += f"Val Loss: {logs['val_loss']:.4f}, Val Acc: {logs['val_acc']:.2f}%, "
+        line += f"LR: {logs['lr']:.6f}"
+        logger.info(line)
+        return logs
+
+    def _maybe_save_checkpoint(self, logs: dict[str, float]) -> None:
+        """Step 6: checkpoint callbacks save after every ``on_epoch_end`` has run, so a
+        checkpoint holds each callback's state as of the end of this epoch."""
+        self.callbacks.on_checkpoint(self.current_epoch, logs)
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if not self.mixed_precision:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _to_device(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: self._to_device(v) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self._to_device(v) for v in batch)
+        return batch
+
+    def _log_configuration(self) -> None:
+        """The §5.3 block: everything needed to reproduce the run."""
+        cfg = self.config
+        group = self.optimizer.param_groups[0]
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        lines = [
+            "=== Training Configuration ===",
+            f"Seed: {getattr(cfg, 'seed', None)}",
+            f"Deterministic: {getattr(cfg, 'deterministic', torch.are_deterministic_algorithms_enabled())}",
+            f"PyTorch version: {torch.__version__}",
+            f"CUDA version: {torch.version.cuda}",
+            f"cuDNN version: {cudnn}",
+            f"Device: {self.device}",
+            f"Model: {self.model.__class__.__name__}",
+            f"Optimizer: {self.optimizer.__class__.__name__}",
+            f"Scheduler: {self.lr_scheduler.__class__.__name__ if self.lr_scheduler else None}",
+            f"Batch size: {getattr(self.train_loader, 'batch_size', None)}",
+            f"Gradient accumulation steps: {self.gradient_accumulation_steps}",
+            f"Learning rate: {group['lr']}",
+            f"Weight decay: {group.get('weight_decay', 0.0)}",
+            f"Mixed precision: {self.mixed_precision}"
+            + (f" ({str(self.amp_dtype).removeprefix('torch.')})" if self.mixed_precision else ""),
+        ]
+        for line in lines:
+            logger.info(line)
