@@ -3,3 +3,7 @@
 
 class PfdtrainError(Exception):
     """Base class of every error whose message tells the user what is wrong and how to fix it."""
+
+
+class TrainingError(PfdtrainError, RuntimeError):
+    """The run cannot go on as configured; the message says why and what to change."""

@@ -19,6 +19,10 @@ from pfdtrain.config.training_config import ConfigError, TrainingConfig
 from pfdtrain.data import DataBundle, build_dataloaders
 from pfdtrain.evaluation.metrics import classification_report
 from pfdtrain.models import build_model
+from pfdtrain.training.checkpoint import CheckpointError, load_checkpoint_file, newest_good_checkpoint
+from pfdtrain.training.cnn_callbacks import (Callback, DashboardEventWriter, EarlyStoppingCallback,
+                                             GradientMonitor, LearningRateMonitor,
+                                             ModelCheckpointCallback, TimingCallback)
 from pfdtrain.training.cnn_trainer import CNNTrainer
 from pfdtrain.training.optimization import (PER_STEP_SCHEDULERS, create_optimizer,
                                             create_scheduler, optimizer_steps_per_epoch)
@@ -64,14 +68,57 @@ def create_run_dir(config: TrainingConfig) -> Path:
     return run_dir
 
 
+def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    run_dir: Optional[Path], has_validation: bool) -> list[Callback]:
+    """The §2.4 standard set, as the ``callbacks:`` and ``checkpoint:`` sections ask.
+
+    Order matters: timing first (it adds ``epoch_time`` to the logs the others see), the
+    checkpoint writer last (its ``final_model.pth`` holds the restored best weights).
+    """
+    cb_cfg, ck_cfg = config.callbacks, config.checkpoint
+    for section, monitor, active in (("callbacks.early_stopping", cb_cfg.early_stopping.monitor,
+                                      cb_cfg.early_stopping.enabled),
+                                     ("checkpoint", ck_cfg.monitor,
+                                      ck_cfg.enabled and run_dir is not None),
+                                     ("scheduler", config.scheduler.monitor,
+                                      config.scheduler.name == "plateau")):
+        if active and monitor.startswith("val_") and not has_validation:
+            raise ConfigError(f"{section}.monitor = {monitor!r} needs a validation split, but this "
+                              f"dataset has none. Set data.val_fraction > 0, monitor a train_* key, "
+                              f"or disable it.")
+    callbacks: list[Callback] = []
+    if cb_cfg.timing:
+        callbacks.append(TimingCallback())
+    if cb_cfg.lr_monitor.enabled:
+        callbacks.append(LearningRateMonitor(optimizer, verbose=cb_cfg.lr_monitor.verbose))
+    if cb_cfg.gradient_monitor.enabled:
+        callbacks.append(GradientMonitor(model, log_interval=cb_cfg.gradient_monitor.log_interval,
+                                         alert_threshold=cb_cfg.gradient_monitor.alert_threshold))
+    es = cb_cfg.early_stopping
+    if es.enabled:
+        callbacks.append(EarlyStoppingCallback(monitor=es.monitor, patience=es.patience,
+                                               mode=es.mode, min_delta=es.min_delta,
+                                               restore_best_weights=es.restore_best_weights))
+    if run_dir is not None and cb_cfg.events:
+        callbacks.append(DashboardEventWriter(run_dir / "events.jsonl"))
+    if run_dir is not None and ck_cfg.enabled:
+        callbacks.append(ModelCheckpointCallback(
+            run_dir / "checkpoints", model, optimizer, monitor=ck_cfg.monitor, mode=ck_cfg.mode,
+            save_best_only=ck_cfg.save_best_only, every_n_epochs=ck_cfg.every_n_epochs or None,
+            every_n_steps=ck_cfg.every_n_steps or None))
+    return callbacks
+
+
 def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device,
-                  progress_bar: Optional[bool] = None) -> CNNTrainer:
-    """Model, optimizer, scheduler and trainer exactly as the config describes."""
+                  run_dir: Optional[Path] = None, progress_bar: Optional[bool] = None
+                  ) -> CNNTrainer:
+    """Model, optimizer, scheduler, callbacks and trainer exactly as the config describes."""
     model = build_model(config.model.name, num_classes=data.num_classes,
                         dropout=config.model.dropout, **config.model.params)
     optimizer = create_optimizer(model, config.optimizer)
     steps = optimizer_steps_per_epoch(len(data.train_loader), config.gradient_accumulation_steps)
     scheduler = create_scheduler(optimizer, config.scheduler, config.num_epochs, steps)
+    callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
     return CNNTrainer(
         model=model,
         train_loader=data.train_loader,
@@ -85,9 +132,13 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
         max_grad_norm=config.max_grad_norm,
         scheduler_interval="step" if config.scheduler.name in PER_STEP_SCHEDULERS else "epoch",
         plateau_monitor=config.scheduler.monitor,
+        callbacks=callbacks,
         log_interval=config.log_interval,
         progress_bar=progress_bar,
         config=config,
+        metadata={"class_names": list(data.class_names), "dataset_hash": data.content_hash,
+                  "sampling_rate": float(data.sampling_rate), "input_length": data.input_length,
+                  "dataset_path": str(data.path)},
     )
 
 
@@ -95,18 +146,22 @@ def _amp_dtype(name: str) -> Optional[torch.dtype]:
     return {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None) -> RunResult:
+def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
+                 resume_dir: Optional[Path] = None) -> RunResult:
     """Train as configured, evaluate once on the test split, write the run folder.
 
-    The run folder holds ``config.yaml``, ``history.json``, ``test_metrics.json`` and
-    ``train.log``. The test split is used only here, after training, never for selection.
+    The run folder holds ``config.yaml``, ``history.json``, ``test_metrics.json``,
+    ``events.jsonl``, ``train.log`` and ``checkpoints/``. The test split is used only here,
+    after training, never for selection. With ``resume_dir`` the run in that folder
+    continues from its newest good checkpoint.
     """
     started = time.perf_counter()
     set_seed(config.seed, config.deterministic)
     device = resolve_device(config.device)
-    run_dir = create_run_dir(config)
+    run_dir = resume_dir if resume_dir is not None else create_run_dir(config)
     setup_logging(log_file=run_dir / "train.log")
-    config.to_yaml(run_dir / "config.yaml")
+    if resume_dir is None:
+        config.to_yaml(run_dir / "config.yaml")
     logger.info(f"Run folder: {run_dir}")
 
     data = build_dataloaders(config)
@@ -115,7 +170,15 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None) ->
                 f"{len(data.val_loader.dataset) if data.val_loader else 0} val / "
                 f"{len(data.test_loader.dataset) if data.test_loader else 0} test windows of "
                 f"{data.input_length} samples at {data.sampling_rate:g} Hz)")
-    trainer = build_trainer(config, data, device, progress_bar)
+    trainer = build_trainer(config, data, device, run_dir, progress_bar)
+    if resume_dir is not None:
+        checkpoint_path = find_resume_checkpoint(run_dir)
+        checkpoint = trainer.load_checkpoint(checkpoint_path)
+        saved_hash = checkpoint.get("metadata", {}).get("dataset_hash")
+        if saved_hash and saved_hash != data.content_hash:
+            raise CheckpointError(f"{checkpoint_path} was trained on dataset {saved_hash[:12]}, but "
+                                  f"the config now gives {data.content_hash[:12]}; resume with "
+                                  f"the same data")
     history = trainer.fit(config.num_epochs)
     write_json(run_dir / "history.json", history)
 
@@ -132,3 +195,32 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None) ->
                     f"Macro F1: {report['macro_f1']:.4f} ({report['num_samples']} windows)")
     logger.info(f"Finished in {time.perf_counter() - started:.1f} s; results in {run_dir}")
     return RunResult(run_dir, history, test_metrics, trainer, data)
+
+
+def find_resume_checkpoint(run_dir: Path) -> Path:
+    """``checkpoints/latest_model.pth``, or the newest good checkpoint when it is damaged."""
+    folder = run_dir / "checkpoints"
+    latest = folder / "latest_model.pth"
+    try:
+        load_checkpoint_file(latest)
+        return latest
+    except CheckpointError as exc:
+        fallback = newest_good_checkpoint(folder, exclude=latest)
+        if fallback is None:
+            raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
+        logger.warning(f"{exc} Resuming from {fallback} instead.")
+        return fallback
+
+
+def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
+                    progress_bar: Optional[bool] = None) -> RunResult:
+    """Continue the run in ``run_dir`` (its ``config.yaml``) up to ``num_epochs`` in total."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a pfdtrain run folder (no config.yaml); pass the "
+                          f"folder that `pfdtrain train` created, e.g. runs/<name>")
+    config = TrainingConfig.from_yaml(run_dir / "config.yaml")
+    if num_epochs is not None:
+        config.num_epochs = num_epochs
+        config.to_yaml(run_dir / "config.yaml")
+    return run_training(config, progress_bar=progress_bar, resume_dir=run_dir)

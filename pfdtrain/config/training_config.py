@@ -135,6 +135,61 @@ class MixedPrecisionConfig:
 
 
 @dataclass
+class LRMonitorConfig:
+    """``LearningRateMonitor``: logs learning-rate changes per parameter group."""
+
+    enabled: bool = _opt(True, "log LR changes")
+    verbose: bool = _opt(True, "one log line per change")
+
+
+@dataclass
+class GradientMonitorConfig:
+    """``GradientMonitor``: gradient norm per step, epoch mean in history as gradient_norm."""
+
+    enabled: bool = _opt(True, "watch the gradient norm")
+    log_interval: int = _opt(100, "optimizer steps between checks", min=1)
+    alert_threshold: float = _opt(10.0, "warn when the norm (before clipping) exceeds this",
+                                  min=0.0)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """``EarlyStoppingCallback``: stop when the monitored metric stops improving."""
+
+    enabled: bool = _opt(True, "stop early")
+    monitor: str = _opt("val_loss", "history key to watch")
+    patience: int = _opt(10, "epochs without improvement before stopping", min=1)
+    mode: str = _opt("min", "'min' for a loss, 'max' for an accuracy", choices=["min", "max"])
+    min_delta: float = _opt(1e-4, "smallest change that counts as an improvement", min=0.0)
+    restore_best_weights: bool = _opt(True, "end training with the best epoch's weights "
+                                      "(what the test split then evaluates)")
+
+
+@dataclass
+class CallbacksConfig:
+    """The §2.4 standard callbacks that ``pfdtrain train`` wires."""
+
+    lr_monitor: LRMonitorConfig = _section(LRMonitorConfig, "learning-rate monitor")
+    gradient_monitor: GradientMonitorConfig = _section(GradientMonitorConfig, "gradient monitor")
+    early_stopping: EarlyStoppingConfig = _section(EarlyStoppingConfig, "early stopping")
+    timing: bool = _opt(True, "TimingCallback: epoch time, samples/s, ETA")
+    events: bool = _opt(True, "dashboard events appended to <run>/events.jsonl")
+
+
+@dataclass
+class CheckpointConfig:
+    """``ModelCheckpointCallback``: the §4.2 files in ``<run>/checkpoints``."""
+
+    enabled: bool = _opt(True, "write checkpoints")
+    monitor: str = _opt("val_acc", "history key deciding best_model.pth")
+    mode: str = _opt("max", "'max' for an accuracy, 'min' for a loss", choices=["min", "max"])
+    save_best_only: bool = _opt(True, "false: also a checkpoint_epochNNN file every epoch")
+    every_n_epochs: int = _opt(0, "periodic checkpoint_epochNNN backups (0 = none)", min=0)
+    every_n_steps: int = _opt(0, "mid-epoch recovery save of latest_model.pth every N optimizer "
+                              "steps (0 = only at epoch ends)", min=0)
+
+
+@dataclass
 class TrainingConfig:
     """Everything a training run needs; saved whole in every checkpoint and run folder.
 
@@ -161,6 +216,8 @@ class TrainingConfig:
     optimizer: OptimizerConfig = _section(OptimizerConfig, "optimizer")
     scheduler: SchedulerConfig = _section(SchedulerConfig, "learning-rate scheduler")
     mixed_precision: MixedPrecisionConfig = _section(MixedPrecisionConfig, "mixed precision")
+    callbacks: CallbacksConfig = _section(CallbacksConfig, "callbacks (guide section 2.4)")
+    checkpoint: CheckpointConfig = _section(CheckpointConfig, "checkpoints (guide section 4)")
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:

@@ -7,7 +7,21 @@ A callback sees the trainer through ``self.trainer`` (set by ``set_trainer`` bef
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Iterable, Optional
+
+import torch
+
+from pfdtrain.errors import TrainingError
+from pfdtrain.training.checkpoint import get_checkpoint_filename, save_checkpoint
+from pfdtrain.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin",
          "on_batch_end", "on_checkpoint")
@@ -119,5 +133,485 @@ class CallbackList(Callback):
     def on_checkpoint(self, epoch: int, logs: Optional[dict] = None) -> None:
         self._dispatch("on_checkpoint", epoch, {} if logs is None else logs)
 
+    def _keys(self) -> list[str]:
+        """Stable names for saved states: class name, numbered from the second of a kind."""
+        seen: dict[str, int] = {}
+        keys = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        return keys
+
     def get_state(self) -> dict:
-        return {type(cb).__name__: cb.get_state() for cb in self.callbacks}
+        return {key: cb.get_state() for key, cb in zip(self._keys(), self.callbacks)}
+
+    def state_dict(self) -> dict:
+        return {key: cb.state_dict() for key, cb in zip(self._keys(), self.callbacks)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, cb in zip(self._keys(), self.callbacks):
+            if key in state:
+                cb.load_state_dict(state[key])
+            elif cb.state_dict():
+                logger.warning(f"No saved state for callback {key}; it starts fresh")
+
+
+# ---------------------------------------------------------------------------------------------
+# The §2.4 standard callbacks
+# ---------------------------------------------------------------------------------------------
+
+class LearningRateMonitor(Callback):
+    """Logs every learning-rate change, per parameter group, at the end of each epoch.
+
+    Args:
+        optimizer: the optimizer whose ``param_groups`` are watched.
+        verbose: log each change (otherwise only record it in ``get_state()``).
+
+    Example:
+        >>> callbacks = CallbackList([LearningRateMonitor(optimizer, verbose=True)])
+    """
+
+    def __init__(self, optimizer: Any, verbose: bool = True) -> None:
+        self.optimizer = optimizer
+        self.verbose = verbose
+        self.state: dict[str, Any] = {"last_lrs": None, "changes": []}
+
+    def _lrs(self) -> list[float]:
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        if self.state["last_lrs"] is None:
+            self.state["last_lrs"] = self._lrs()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        current = self._lrs()
+        previous = self.state["last_lrs"] or current
+        for group, (old, new) in enumerate(zip(previous, current)):
+            if old != new:
+                self.state["changes"].append({"epoch": epoch, "group": group, "old": old,
+                                              "new": new})
+                if self.verbose:
+                    logger.info(f"LR changed (param group {group}): {old:.6g} -> {new:.6g} "
+                                f"after epoch {epoch + 1}")
+        self.state["last_lrs"] = current
+
+    def get_state(self) -> dict:
+        return self.state
+
+    def state_dict(self) -> dict:
+        return {"last_lrs": self.state["last_lrs"], "changes": list(self.state["changes"])}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = {"last_lrs": state["last_lrs"], "changes": list(state["changes"])}
+
+
+class GradientMonitor(Callback):
+    """Watches the total gradient norm of every optimizer step (after unscaling, before clipping).
+
+    The epoch mean of the finite norms goes into ``history['gradient_norm']``; a norm above
+    ``alert_threshold`` logs a warning, a NaN or inf norm logs an error naming the step. The
+    norms stay on the device between checks, so the monitor syncs only every
+    ``log_interval`` steps and at epoch end.
+
+    Args:
+        model: the model (used for the norm when no trainer runs the callback).
+        log_interval: optimizer steps between checks (and debug log lines).
+        alert_threshold: norm above which a warning is logged.
+
+    Example:
+        >>> GradientMonitor(model, log_interval=100, alert_threshold=10.0)
+    """
+
+    def __init__(self, model: Any, log_interval: int = 100, alert_threshold: float = 10.0) -> None:
+        self.model = model
+        self.log_interval = max(1, int(log_interval))
+        self.alert_threshold = float(alert_threshold)
+        self._pending: list[tuple[int, int, int, Any]] = []  # (step, epoch, batch, norm tensor)
+        self._last_step = -1
+        self.state: dict[str, Any] = {"epoch_norms": [], "nonfinite_steps": [], "alerts": 0}
+
+    def _current_norm(self) -> Any:
+        if self.trainer is not None:
+            return self.trainer.last_grad_norm
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads) if grads else None
+
+    def on_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        step = self.trainer.global_step if self.trainer is not None else self._last_step + 1
+        if step == self._last_step:
+            return  # inside an accumulation window: no optimizer step yet
+        self._last_step = step
+        norm = self._current_norm()
+        if norm is None:
+            return
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        self._pending.append((step, epoch, batch, norm.detach()))
+        if len(self._pending) % self.log_interval == 0:
+            self._check(self._pending[-self.log_interval:])
+
+    def _check(self, entries: list) -> None:
+        values = torch.stack([e[3].float() for e in entries]).cpu().tolist()
+        for (step, epoch, batch, _), value in zip(entries, values):
+            if value != value or value in (float("inf"), float("-inf")):
+                self.state["nonfinite_steps"].append(step)
+                logger.error(f"GradientMonitor: non-finite gradient norm ({value}) at step {step} "
+                             f"(epoch {epoch + 1}, batch {batch}); check the learning rate, the "
+                             f"inputs for NaN/inf, or enable gradient clipping")
+            elif value > self.alert_threshold:
+                self.state["alerts"] += 1
+                logger.warning(f"GradientMonitor: gradient norm {value:.3f} above "
+                               f"{self.alert_threshold} at step {step} (epoch {epoch + 1}, "
+                               f"batch {batch})")
+        logger.debug(f"GradientMonitor: step {entries[-1][0]}, gradient norm {values[-1]:.4f}")
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        remainder = len(self._pending) % self.log_interval
+        if remainder:
+            self._check(self._pending[-remainder:])
+        values = (torch.stack([e[3].float() for e in self._pending]).cpu().tolist()
+                  if self._pending else [])
+        finite = [v for v in values if math.isfinite(v)]
+        mean = sum(finite) / len(finite) if finite else float("nan")
+        self._pending = []
+        self.state["epoch_norms"].append(mean)
+        if logs is not None:
+            logs["gradient_norm"] = mean
+        if self.trainer is not None:
+            self.trainer.history.setdefault("gradient_norm", []).append(mean)
+
+    def get_state(self) -> dict:
+        return self.state
+
+    def state_dict(self) -> dict:
+        pending = ([[e[0], e[1], e[2]] for e in self._pending],
+                   torch.stack([e[3].float().cpu() for e in self._pending]) if self._pending
+                   else None)
+        return {"state": {"epoch_norms": list(self.state["epoch_norms"]),
+                          "nonfinite_steps": list(self.state["nonfinite_steps"]),
+                          "alerts": self.state["alerts"]},
+                "pending_positions": pending[0], "pending_norms": pending[1],
+                "last_step": self._last_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = {"epoch_norms": list(state["state"]["epoch_norms"]),
+                      "nonfinite_steps": list(state["state"]["nonfinite_steps"]),
+                      "alerts": state["state"]["alerts"]}
+        norms = state["pending_norms"]
+        self._pending = [(p[0], p[1], p[2], norms[i]) for i, p in
+                         enumerate(state["pending_positions"])]
+        self._last_step = state["last_step"]
+
+
+def _is_improvement(value: float, best: Optional[float], mode: str, min_delta: float) -> bool:
+    """NaN is never an improvement; the first finite value always is."""
+    if value != value:
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def _require_metric(owner: str, monitor: str, logs: dict) -> float:
+    if monitor not in logs:
+        raise TrainingError(f"{owner} monitors '{monitor}', but the epoch's logs hold only "
+                            f"{', '.join(sorted(logs))}. Set its monitor to one of those keys "
+                            f"(val_* keys need a validation split).")
+    return float(logs[monitor])
+
+
+class EarlyStoppingCallback(Callback):
+    """Ends ``fit`` when the monitored metric stops improving.
+
+    Args:
+        monitor: the logs key to watch, e.g. ``val_loss``.
+        patience: epochs without improvement before stopping.
+        mode: ``min`` (lower is better) or ``max``.
+        min_delta: smallest change that counts as an improvement.
+        restore_best_weights: at the end of training (stopped early or not), load the weights
+            of the best epoch into the model.
+
+    Example:
+        >>> EarlyStoppingCallback(monitor="val_loss", patience=10, mode="min", min_delta=1e-4)
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, mode: str = "min",
+                 min_delta: float = 0.0, restore_best_weights: bool = False) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStoppingCallback mode must be 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.mode = mode
+        self.min_delta = abs(float(min_delta))
+        self.restore_best_weights = restore_best_weights
+        self.state: dict[str, Any] = {"best_value": None, "best_epoch": None, "wait": 0,
+                                      "stopped_epoch": None}
+        self.best_weights: Optional[dict] = None
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        value = _require_metric("EarlyStoppingCallback", self.monitor, logs or {})
+        if _is_improvement(value, self.state["best_value"], self.mode, self.min_delta):
+            self.state.update(best_value=value, best_epoch=epoch, wait=0)
+            if self.restore_best_weights and self.trainer is not None:
+                self.best_weights = {k: v.detach().cpu().clone() for k, v in
+                                     self.trainer.unwrapped_model.state_dict().items()}
+            return
+        self.state["wait"] += 1
+        if self.state["wait"] >= self.patience:
+            self.state["stopped_epoch"] = epoch
+            logger.info(f"Early stopping: {self.monitor} has not improved for {self.state['wait']} "
+                        f"epochs (best {self.state['best_value']:.4f} at epoch "
+                        f"{(self.state['best_epoch'] or 0) + 1})")
+            if self.trainer is not None:
+                self.trainer.stop_training = True
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        if self.restore_best_weights and self.best_weights is not None and self.trainer is not None:
+            self.trainer.unwrapped_model.load_state_dict(self.best_weights)
+            logger.info(f"Restored the best weights: {self.monitor}="
+                        f"{self.state['best_value']:.4f} from epoch {self.state['best_epoch'] + 1}")
+
+    def get_state(self) -> dict:
+        return self.state
+
+    def state_dict(self) -> dict:
+        return {**self.state, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_weights = state.get("best_weights")
+        self.state = {k: state[k] for k in ("best_value", "best_epoch", "wait", "stopped_epoch")}
+
+
+class ModelCheckpointCallback(Callback):
+    """Writes the §4.2 checkpoint files atomically.
+
+    ``best_model.pth`` whenever the monitored value improves, ``latest_model.pth`` every
+    epoch (and every ``every_n_steps`` optimizer steps as a mid-epoch recovery point),
+    ``checkpoint_epoch{NNN}_{monitor}{value}.pth`` every ``every_n_epochs`` epochs (every
+    epoch when ``save_best_only`` is False and no period is given), ``final_model.pth`` at
+    the end. Inside a trainer the files hold the trainer's full resumable state; driven by
+    hand (guide §2.2) they hold the model, optimizer and the history seen in the logs.
+
+    Args:
+        checkpoint_dir: folder of the files.
+        model: the model to save when no trainer drives the callback.
+        optimizer: the optimizer to save when no trainer drives the callback.
+        monitor: the logs key deciding the best model.
+        mode: ``max`` (accuracy) or ``min`` (loss).
+        save_best_only: write ``best_model.pth`` only on improvement and no per-epoch backups.
+        every_n_epochs: period of the ``checkpoint_epoch{NNN}`` backups (None: see above).
+        every_n_steps: period, in optimizer steps, of mid-epoch ``latest_model.pth`` saves.
+
+    Example:
+        >>> ModelCheckpointCallback(Path("./checkpoints"), model, optimizer, monitor="val_acc",
+        ...                         mode="max", save_best_only=True)
+    """
+
+    def __init__(self, checkpoint_dir: Any, model: Any = None, optimizer: Any = None,
+                 monitor: str = "val_acc", mode: str = "max", save_best_only: bool = True,
+                 every_n_epochs: Optional[int] = None, every_n_steps: Optional[int] = None) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"ModelCheckpointCallback mode must be 'min' or 'max', got {mode!r}")
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.model = model
+        self.optimizer = optimizer
+        self.monitor = monitor
+        self.mode = mode
+        self.save_best_only = save_best_only
+        self.every_n_epochs = every_n_epochs or (None if save_best_only else 1)
+        self.every_n_steps = every_n_steps or None
+        self.state: dict[str, Any] = {"best_value": None, "best_epoch": None, "saved": []}
+        self._history: dict[str, list[float]] = {}
+        self._last_saved_step = -1
+
+    def _checkpoint(self, epoch: int) -> dict:
+        if self.trainer is not None:
+            return self.trainer.state_checkpoint()
+        if self.model is None:
+            raise TrainingError("ModelCheckpointCallback needs a model when no trainer runs it")
+        checkpoint = {"model_state_dict": self.model.state_dict(), "epoch": epoch,
+                      "best_val_acc": max(self._history.get("val_acc", [0.0])),
+                      "best_val_loss": min(self._history.get("val_loss", [float("inf")])),
+                      "history": {k: list(v) for k, v in self._history.items()},
+                      "model_class": type(self.model).__name__,
+                      "model_kwargs": dict(getattr(self.model, "init_kwargs", {}))}
+        if self.optimizer is not None:
+            checkpoint["optimizer_state_dict"] = self.optimizer.state_dict()
+        return checkpoint
+
+    def _save(self, checkpoint: dict, name: str) -> None:
+        save_checkpoint(checkpoint, self.checkpoint_dir / name)
+        self.state["saved"].append(name)
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if self.trainer is None:  # driven by hand: keep the history the logs show
+            for key, value in (logs or {}).items():
+                if isinstance(value, (int, float)):
+                    self._history.setdefault(key, []).append(float(value))
+            self.on_checkpoint(epoch, logs)
+
+    def on_checkpoint(self, epoch: int, logs: Optional[dict] = None) -> None:
+        logs = logs or {}
+        value = _require_metric("ModelCheckpointCallback", self.monitor, logs)
+        improved = _is_improvement(value, self.state["best_value"], self.mode, 0.0)
+        if improved:
+            self.state.update(best_value=value, best_epoch=epoch)
+        checkpoint = self._checkpoint(epoch)  # after the update: it carries this state
+        if improved:
+            self._save(checkpoint, "best_model.pth")
+            logger.info(f"✓ New best model: {self.monitor}={value:.4f}")
+        self._save(checkpoint, "latest_model.pth")
+        if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
+            self._save(checkpoint, get_checkpoint_filename("checkpoint", epoch + 1, value,
+                                                           self.monitor))
+        if self.trainer is not None:
+            self._last_saved_step = self.trainer.global_step
+
+    def on_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        trainer = self.trainer
+        if (self.every_n_steps is None or trainer is None or trainer._window_open
+                or trainer.global_step == self._last_saved_step
+                or trainer.global_step % self.every_n_steps != 0):
+            return
+        self._last_saved_step = trainer.global_step
+        self._save(trainer.state_checkpoint(), "latest_model.pth")
+        logger.debug(f"Recovery checkpoint at step {trainer.global_step}")
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        if self.trainer is not None or self.model is not None:
+            epoch = self.trainer.current_epoch if self.trainer is not None else len(
+                next(iter(self._history.values()), [])) - 1
+            self._save(self._checkpoint(epoch), "final_model.pth")
+
+    def get_state(self) -> dict:
+        return self.state
+
+    def state_dict(self) -> dict:
+        return {"best_value": self.state["best_value"], "best_epoch": self.state["best_epoch"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state.update(best_value=state["best_value"], best_epoch=state["best_epoch"])
+
+
+class TimingCallback(Callback):
+    """Epoch and batch times, throughput and ETA; adds ``epoch_time`` to the epoch's logs.
+
+    Args:
+        verbose: log a timing line after each epoch.
+
+    Example:
+        >>> TimingCallback()
+    """
+
+    def __init__(self, verbose: bool = True) -> None:
+        self.verbose = verbose
+        self.state: dict[str, Any] = {"epoch_times": [], "samples_per_sec": [],
+                                      "mean_batch_time": []}
+        self._epoch_start = 0.0
+        self._batch_start = 0.0
+        self._batch_times: list[float] = []
+        self._samples = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._epoch_start = time.perf_counter()
+        self._batch_times, self._samples = [], 0
+
+    def on_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        self._batch_times.append(time.perf_counter() - self._batch_start)
+        self._samples += int((logs or {}).get("batch_size", 0))
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        elapsed = time.perf_counter() - self._epoch_start
+        rate = self._samples / elapsed if elapsed > 0 else 0.0
+        batch_mean = sum(self._batch_times) / len(self._batch_times) if self._batch_times else 0.0
+        self.state["epoch_times"].append(elapsed)
+        self.state["samples_per_sec"].append(rate)
+        self.state["mean_batch_time"].append(batch_mean)
+        if logs is not None:
+            logs["epoch_time"] = elapsed
+        if self.verbose:
+            remaining = 0
+            if self.trainer is not None:
+                remaining = max(self.trainer.num_epochs - (epoch + 1), 0)
+            recent = self.state["epoch_times"][-3:]
+            eta = remaining * sum(recent) / len(recent)
+            logger.info(f"Epoch time: {elapsed:.1f} s ({rate:.0f} samples/s, "
+                        f"{1000 * batch_mean:.1f} ms/batch), ETA {eta:.0f} s")
+
+    def get_state(self) -> dict:
+        return self.state
+
+
+class DashboardEventWriter(Callback):
+    """Live progress for the dashboard (§6.2): JSON lines appended to ``events.jsonl``.
+
+    Events: ``train_begin``, one ``epoch_complete`` per epoch with exactly the guide's keys
+    (``epoch`` counted from 1, ``val_*`` null without validation, ``elapsed_time`` in seconds
+    of training, carried over a resume), and ``train_end``. Each line is written whole with
+    one ``write`` on a file opened for appending and flushed, so a reader tailing the file
+    never sees half an event.
+
+    Args:
+        path: the events file, usually ``<run folder>/events.jsonl``.
+
+    Example:
+        >>> DashboardEventWriter(run_dir / "events.jsonl")
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = Path(path)
+        self._start = 0.0
+        self._elapsed_before = 0.0  # training time of earlier (resumed-from) sessions
+
+    def _emit(self, event: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(event, allow_nan=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._start
+
+    def _total_epochs(self) -> Optional[int]:
+        return self.trainer.num_epochs if self.trainer is not None else None
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        self._start = time.perf_counter()
+        start_epoch = self.trainer.epochs_completed if self.trainer is not None else 0
+        self._emit({"event": "train_begin", "total_epochs": self._total_epochs(),
+                    "start_epoch": start_epoch + 1, "timestamp": _now()})
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        logs = logs or {}
+        self._emit({"event": "epoch_complete", "epoch": epoch + 1,
+                    "total_epochs": self._total_epochs(),
+                    "train_loss": logs.get("train_loss"), "train_acc": logs.get("train_acc"),
+                    "val_loss": logs.get("val_loss"), "val_acc": logs.get("val_acc"),
+                    "lr": logs.get("lr"), "elapsed_time": round(self._elapsed(), 3)})
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        trainer = self.trainer
+        self._emit({"event": "train_end",
+                    "epochs_completed": trainer.epochs_completed if trainer is not None else None,
+                    "total_epochs": self._total_epochs(),
+                    "stopped_early": bool(trainer is not None and trainer.stop_training),
+                    "best_val_acc": trainer.best_val_acc if trainer is not None else None,
+                    "best_val_loss": (trainer.best_val_loss if trainer is not None
+                                      and trainer.best_val_loss != float("inf") else None),
+                    "elapsed_time": round(self._elapsed(), 3), "timestamp": _now()})
+
+    def state_dict(self) -> dict:
+        return {"elapsed_time": self._elapsed() if self._start else self._elapsed_before}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._elapsed_before = float(state["elapsed_time"])
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -22,17 +24,16 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pfdtrain.errors import PfdtrainError
+import pfdtrain
+from pfdtrain.errors import TrainingError
+from pfdtrain.training.checkpoint import (CheckpointError, capture_rng_state, load_checkpoint_file,
+                                          restore_rng_state)
 from pfdtrain.training.cnn_callbacks import Callback, CallbackList
 from pfdtrain.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 REQUIRED_HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
-
-
-class TrainingError(PfdtrainError, RuntimeError):
-    """The run cannot go on as configured; the message says why and what to change."""
 
 
 class CNNTrainer:
@@ -56,6 +57,8 @@ class CNNTrainer:
         log_interval: refresh the progress bar every N batches (the only per-batch host sync).
         progress_bar: show a tqdm bar; default only when stderr is a terminal.
         config: the ``TrainingConfig`` of the run, logged at start and saved in checkpoints.
+        metadata: facts about the data saved in checkpoints for whoever loads them
+            (``class_names``, ``dataset_hash``, ``sampling_rate``, ``input_length``).
 
     Example:
         >>> trainer = CNNTrainer(model, train_loader, val_loader, optimizer=opt,
@@ -82,6 +85,7 @@ class CNNTrainer:
         log_interval: int = 20,
         progress_bar: Optional[bool] = None,
         config: Any = None,
+        metadata: Optional[dict[str, Any]] = None,
     ) -> None:
         if gradient_accumulation_steps < 1:
             raise ValueError("gradient_accumulation_steps must be >= 1")
@@ -102,6 +106,7 @@ class CNNTrainer:
         self.log_interval = log_interval
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.config = config
+        self.metadata = dict(metadata or {})
 
         self.mixed_precision = mixed_precision
         if amp_dtype is None:
@@ -124,6 +129,11 @@ class CNNTrainer:
         self.stop_training = False  # a callback sets this to end fit after the current epoch
         self.last_grad_norm: Optional[torch.Tensor] = None  # before clipping, after unscaling
         self.num_epochs = 0
+        # Position inside the current epoch: batches consumed up to the last optimizer step,
+        # and the epoch's running metric sums (both saved by a mid-epoch checkpoint).
+        self.batches_done = 0
+        self._epoch_sums: Optional[dict[str, torch.Tensor]] = None
+        self._window_open = False  # gradients accumulated but not yet stepped
 
     # ------------------------------------------------------------------ the loop
     def fit(self, num_epochs: int) -> dict[str, list[float]]:
@@ -154,19 +164,31 @@ class CNNTrainer:
         return self.history
 
     def train_epoch(self) -> dict[str, float]:
-        """One pass over ``train_loader``; returns sample-weighted ``train_loss``/``train_acc``."""
+        """One pass over ``train_loader``; returns sample-weighted ``train_loss``/``train_acc``.
+
+        After a mid-epoch resume it continues the interrupted epoch: same order, the batches
+        already consumed skipped, the running sums restored.
+        """
         self.model.train()
         loader = self.train_loader
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.current_epoch)  # the epoch's shuffle is a function of it
-        num_batches = len(loader)
-        window_weights = self._window_weights(loader, num_batches)
-        sums = self._new_sums()
+        start_batch = self.batches_done
+        if start_batch:
+            if not hasattr(sampler, "set_start_index") or loader.batch_size is None:
+                raise TrainingError("a mid-epoch resume needs a train loader with a batch_size and "
+                                    "a sampler with set_start_index (EpochShuffleSampler)")
+            sampler.set_start_index(start_batch * loader.batch_size)
+        num_batches = start_batch + len(loader)
+        window_weights = self._window_weights(loader, num_batches, start_batch)
+        sums = self._epoch_sums if start_batch and self._epoch_sums else self._new_sums()
+        self._epoch_sums = sums
         self.optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(total=num_batches, desc=f"Epoch {self.current_epoch + 1}/{self.num_epochs}",
-                   leave=False, disable=not self.progress_bar, dynamic_ncols=True)
-        for batch_idx, batch in enumerate(loader):
+        bar = tqdm(total=num_batches, initial=start_batch, leave=False,
+                   desc=f"Epoch {self.current_epoch + 1}/{self.num_epochs}",
+                   disable=not self.progress_bar, dynamic_ncols=True)
+        for batch_idx, batch in enumerate(loader, start=start_batch):
             self.callbacks.on_batch_begin(batch_idx, {})
             batch = self._to_device(batch)
             with self._autocast():
@@ -175,9 +197,12 @@ class CNNTrainer:
             # so a window (also the epoch's last, partial one) steps on the mean over exactly
             # its own samples, as one big batch would.
             self.scaler.scale(loss * window_weights[batch_idx]).backward()
+            self._window_open = True
             self._accumulate(sums, loss, logits, targets, extra)
             if self._window_ends(batch_idx, num_batches):
                 self._optimizer_step()
+                self._window_open = False
+                self.batches_done = batch_idx + 1
             self.callbacks.on_batch_end(batch_idx, {"loss": loss.detach(),
                                                     "batch_size": targets.size(0)})
             bar.update(1)
@@ -185,6 +210,8 @@ class CNNTrainer:
                                       or batch_idx + 1 == num_batches):
                 bar.set_postfix(self._postfix(sums))
         bar.close()
+        self.batches_done = 0
+        self._epoch_sums = None
         return self._finalize(sums, prefix="train_")
 
     @torch.no_grad()
@@ -249,15 +276,16 @@ class CNNTrainer:
     def _window_ends(self, batch_idx: int, num_batches: int) -> bool:
         return (batch_idx + 1) % self.gradient_accumulation_steps == 0 or batch_idx + 1 == num_batches
 
-    def _window_weights(self, loader: DataLoader, num_batches: int) -> list[float]:
-        """Per batch: its sample count over its accumulation window's sample count."""
+    def _window_weights(self, loader: DataLoader, num_batches: int, start_batch: int = 0
+                        ) -> list[float]:
+        """Per batch of the whole epoch: its sample count over its window's sample count."""
         steps = self.gradient_accumulation_steps
         batch_size = getattr(loader, "batch_size", None)
         sampler = getattr(loader, "sampler", None)
         if batch_size is None or sampler is None or getattr(loader, "drop_last", False):
             sizes = [1.0] * num_batches  # unknown sizes: fall back to equal micro-batch weights
         else:
-            total = len(sampler)
+            total = start_batch * batch_size + len(sampler)
             sizes = [float(min(batch_size, total - i * batch_size)) for i in range(num_batches)]
         weights = []
         for start in range(0, num_batches, steps):
@@ -348,6 +376,109 @@ class CNNTrainer:
         """Step 6: checkpoint callbacks save after every ``on_epoch_end`` has run, so a
         checkpoint holds each callback's state as of the end of this epoch."""
         self.callbacks.on_checkpoint(self.current_epoch, logs)
+
+    # ------------------------------------------------------------------ checkpoints (§4)
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        """The model without a DistributedDataParallel wrapper (no ``module.`` prefixes)."""
+        return getattr(self.model, "module", self.model)
+
+    def state_checkpoint(self) -> dict[str, Any]:
+        """Everything §4.1 asks for, plus what an exact resume and a stranger's evaluation need.
+
+        Must be called at an optimizer-step boundary (epoch end, or right after a step).
+        """
+        if self._window_open:
+            raise TrainingError("a checkpoint was requested between micro-batches of an "
+                                "accumulation window; save right after an optimizer step")
+        model = self.unwrapped_model
+        data_state: dict[str, Any] = {"epoch": self.current_epoch if self.batches_done
+                                      else self.epochs_completed,
+                                      "batches_done": self.batches_done}
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None:
+            data_state["loader_generator"] = generator.get_state()
+        if self.batches_done and self._epoch_sums is not None:
+            data_state["epoch_sums"] = {k: v.detach().cpu() for k, v in self._epoch_sums.items()}
+        return {
+            # §4.1 minimum
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "epoch": max(self.epochs_completed - 1, 0) if not self.batches_done else self.current_epoch,
+            "best_val_acc": float(self.best_val_acc),
+            "best_val_loss": float(self.best_val_loss),
+            "history": {k: [float(v) for v in vals] for k, vals in self.history.items()},
+            # §4.1 recommended
+            "scheduler_state_dict": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
+            "scaler_state_dict": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "random_state": capture_rng_state(),
+            "config": self.config.to_dict() if hasattr(self.config, "to_dict") else self.config,
+            "model_class": model.__class__.__name__,
+            "timestamp": datetime.now().isoformat(),
+            # exact resume
+            "epochs_completed": self.epochs_completed,
+            "num_epochs": self.num_epochs,
+            "global_step": self.global_step,
+            "data_state": data_state,
+            "callback_states": self.callbacks.state_dict(),
+            # loading by someone else
+            "model_kwargs": dict(getattr(model, "init_kwargs", {})),
+            "metadata": dict(self.metadata),
+            "pfdtrain_version": pfdtrain.__version__,
+            "torch_version": torch.__version__,
+        }
+
+    def load_checkpoint(self, filepath: Path | str, strict: bool = True) -> dict[str, Any]:
+        """Restore model, optimizer, scheduler, scaler, RNG, history, best values, callback
+        states and the data position; the next ``fit`` continues where the checkpoint stopped.
+
+        Args:
+            filepath: path to the checkpoint file.
+            strict: require the model's keys to match exactly.
+
+        Returns:
+            The loaded checkpoint dict.
+        """
+        checkpoint = load_checkpoint_file(filepath, map_location=self.device)
+        saved_class = checkpoint.get("model_class")
+        model = self.unwrapped_model
+        if saved_class is not None and saved_class != model.__class__.__name__:
+            raise CheckpointError(f"{filepath} holds a {saved_class}, but this trainer's model is a "
+                                  f"{model.__class__.__name__}; build the model the checkpoint was "
+                                  f"trained with (its config is inside it)")
+        try:
+            model.load_state_dict(checkpoint["model_state_dict"], strict=strict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{filepath} does not fit this model: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        if "optimizer_state_dict" in checkpoint:
+            self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+        if self.lr_scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
+            self.lr_scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+        if self.scaler.is_enabled() and checkpoint.get("scaler_state_dict") is not None:
+            self.scaler.load_state_dict(checkpoint["scaler_state_dict"])
+        self.history = {k: list(v) for k, v in checkpoint.get("history", {}).items()}
+        self.best_val_acc = checkpoint.get("best_val_acc", 0.0)
+        self.best_val_loss = checkpoint.get("best_val_loss", float("inf"))
+        self.epochs_completed = checkpoint.get("epochs_completed", checkpoint["epoch"] + 1)
+        self.global_step = checkpoint.get("global_step", 0)
+        data_state = checkpoint.get("data_state", {})
+        self.batches_done = data_state.get("batches_done", 0)
+        self.current_epoch = data_state.get("epoch", self.epochs_completed)
+        self._epoch_sums = ({k: v.to(self.device) for k, v in data_state["epoch_sums"].items()}
+                            if "epoch_sums" in data_state else None)
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None and "loader_generator" in data_state:
+            generator.set_state(data_state["loader_generator"])
+        if "callback_states" in checkpoint:
+            self.callbacks.load_state_dict(checkpoint["callback_states"])
+        if "random_state" in checkpoint:
+            restore_rng_state(checkpoint["random_state"])
+        where = (f"epoch {self.current_epoch + 1}, batch {self.batches_done}" if self.batches_done
+                 else f"end of epoch {self.epochs_completed}")
+        logger.info(f"Checkpoint loaded: epoch={checkpoint['epoch']}, "
+                    f"best_val_acc={self.best_val_acc:.2f}% (resuming at {where})")
+        return checkpoint
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):

@@ -1,0 +1,159 @@
+"""The one checkpoint format (guide §4): atomic writes, safe loads, clear failures.
+
+A checkpoint is a plain dict of tensors and builtins, so ``torch.load(weights_only=True)``
+reads it without allowing any pickled class; RNG states are stored as tensors and lists.
+
+Example:
+    >>> save_checkpoint(trainer.state_checkpoint(), run_dir / "latest_model.pth")
+    >>> ckpt = load_checkpoint_file(run_dir / "latest_model.pth")
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from pfdtrain.errors import PfdtrainError
+from pfdtrain.utils.io import atomic_open
+
+# §4.1 minimum fields; §6.1 marks the first five as required for evaluation.
+REQUIRED_KEYS = ("model_state_dict", "epoch", "best_val_acc", "best_val_loss", "history")
+OPTIONAL_KEYS = ("optimizer_state_dict", "scheduler_state_dict")
+RECOMMENDED_KEYS = ("scheduler_state_dict", "scaler_state_dict", "random_state", "config",
+                    "model_class", "timestamp")
+
+CHECKPOINT_FILES = ("best_model.pth", "latest_model.pth", "final_model.pth")
+
+
+class CheckpointError(PfdtrainError):
+    """A checkpoint is missing, unreadable, unsafe or does not fit; the message names the file."""
+
+
+def get_checkpoint_filename(prefix: str, epoch: int, metric: float, metric_name: str) -> str:
+    """Standard periodic checkpoint name (guide §4.2).
+
+    Example:
+        >>> get_checkpoint_filename("checkpoint", 25, 92.5, "val_acc")
+        'checkpoint_epoch025_val_acc92.5000.pth'
+    """
+    return f"{prefix}_epoch{epoch:03d}_{metric_name}{metric:.4f}.pth"
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Union[str, Path]) -> Path:
+    """Write atomically: temp file in the same folder, flush + fsync, ``os.replace``.
+
+    A crash or exception mid-save leaves the previous file at ``path`` untouched.
+    """
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        torch.save(checkpoint, handle)
+    return path
+
+
+def load_checkpoint_file(path: Union[str, Path], map_location: Any = "cpu") -> dict[str, Any]:
+    """Load with ``torch.load(weights_only=True)``; refuse anything unsafe or broken.
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt file, or one holding arbitrary
+            pickled objects (refused without running them); names the newest good
+            checkpoint beside it when there is one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}.{_alternative(path)}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"refused to load {path}: it holds arbitrary pickled Python objects, which could "
+                f"run code when unpickled, so it was not unpickled. pfdtrain checkpoints hold "
+                f"only tensors and plain values; load only files from sources you trust with "
+                f"torch.load yourself.{_alternative(path)}") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt ({exc}).{_alternative(path)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+                              f"{_alternative(path)}") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not a pfdtrain checkpoint (it holds a "
+                              f"{type(checkpoint).__name__}, not a dict).{_alternative(path)}")
+    return checkpoint
+
+
+def newest_good_checkpoint(folder: Union[str, Path], exclude: Optional[Path] = None
+                           ) -> Optional[Path]:
+    """The most recently written ``*.pth`` in ``folder`` that loads cleanly, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    candidates = sorted((p for p in folder.glob("*.pth") if exclude is None or p != exclude),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+    for candidate in candidates:
+        try:
+            torch.load(candidate, map_location="cpu", weights_only=True)
+        except Exception:
+            continue
+        return candidate
+    return None
+
+
+def _alternative(path: Path) -> str:
+    good = newest_good_checkpoint(path.parent, exclude=path)
+    return f" The newest good checkpoint beside it is {good}." if good else (
+        " No other readable checkpoint is in that folder.")
+
+
+def validate_checkpoint_keys(checkpoint: dict[str, Any]) -> list[str]:
+    """Problems against the §6.1 expected-keys table (empty when it conforms)."""
+    problems = [f"missing required key '{key}'" for key in REQUIRED_KEYS if key not in checkpoint]
+    types = {"model_state_dict": dict, "epoch": int, "best_val_acc": float,
+             "best_val_loss": float, "history": dict, "optimizer_state_dict": dict,
+             "scheduler_state_dict": (dict, type(None))}
+    for key, expected in types.items():
+        if key in checkpoint and not isinstance(checkpoint[key], expected):
+            problems.append(f"key '{key}' should be {expected}, is {type(checkpoint[key]).__name__}")
+    history = checkpoint.get("history")
+    if isinstance(history, dict):
+        for key, values in history.items():
+            if not isinstance(values, list) or not all(isinstance(v, float) for v in values):
+                problems.append(f"history['{key}'] should be a list of floats")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG states as tensors and lists (loadable with weights_only=True)
+# ---------------------------------------------------------------------------------------------
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) generator states in weights_only-safe form."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": {"bit_generator": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng_state``; a CUDA state is ignored on a machine without CUDA."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("torch_cuda") is not None and torch.cuda.is_available():
+        cuda_states = [s.cpu() for s in state["torch_cuda"]]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+    np_state = state["numpy"]
+    np.random.set_state((np_state["bit_generator"], np_state["keys"].numpy().astype(np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
