@@ -50,10 +50,30 @@ def save_checkpoint(checkpoint: dict[str, Any], path: Union[str, Path]) -> Path:
 
     A crash or exception mid-save leaves the previous file at ``path`` untouched.
     """
+    _check_loadable(checkpoint, "checkpoint")
     path = Path(path)
     with atomic_open(path, "wb") as handle:
         torch.save(checkpoint, handle)
     return path
+
+
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+
+
+def _check_loadable(value: Any, where: str) -> None:
+    """Refuse to write what ``weights_only=True`` could not read back (fail at save, not at
+    resume): only tensors, builtins and containers of them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_loadable(key, f"{where} key")
+            _check_loadable(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            _check_loadable(item, f"{where}[{index}]")
+    elif type(value) not in _PLAIN and not isinstance(value, torch.Tensor):
+        raise TypeError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; "
+                        f"checkpoints hold only tensors and plain values so that "
+                        f"torch.load(weights_only=True) can read them")
 
 
 def load_checkpoint_file(path: Union[str, Path], map_location: Any = "cpu") -> dict[str, Any]:

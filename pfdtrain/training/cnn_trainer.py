@@ -425,7 +425,7 @@ class CNNTrainer:
             "model_kwargs": dict(getattr(model, "init_kwargs", {})),
             "metadata": dict(self.metadata),
             "pfdtrain_version": pfdtrain.__version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
         }
 
     def load_checkpoint(self, filepath: Path | str, strict: bool = True) -> dict[str, Any]:
