@@ -1,0 +1,34 @@
+"""Tiny real training set-ups shared by the tests (real torch, a few hundred samples)."""
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pfdtrain.data.sampler import EpochShuffleSampler
+from pfdtrain.models import build_model
+from pfdtrain.training.cnn_trainer import CNNTrainer
+from pfdtrain.utils.reproducibility import set_seed
+
+
+def tiny_loaders(n=32, length=256, classes=3, seed=0, flip_val=False, batch_size=8):
+    """Random windows whose class sets the sign of a low-frequency tone (learnable)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    t = torch.linspace(0, 1, length)
+    x = torch.sin(2 * torch.pi * (y[:, None] + 1) * 4 * t)[:, None, :]
+    x = x + 0.3 * torch.randn(n, 1, length, generator=gen)
+    train_ds = TensorDataset(x, y)
+    val_y = (y + 1) % classes if flip_val else y  # flipped labels: val loss rises as it learns
+    loader_gen = torch.Generator().manual_seed(seed)
+    train = DataLoader(train_ds, batch_size=batch_size,
+                       sampler=EpochShuffleSampler(n, seed=seed), generator=loader_gen)
+    val = DataLoader(TensorDataset(x, val_y), batch_size=batch_size)
+    return train, val
+
+
+def tiny_trainer(callbacks=(), lr=3e-3, flip_val=False, seed=0, **kwargs):
+    set_seed(seed)
+    train, val = tiny_loaders(seed=seed, flip_val=flip_val)
+    model = build_model("cnn1d", num_classes=3, base_channels=4, dropout=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    return CNNTrainer(model, train, val, optimizer=optimizer, callbacks=list(callbacks),
+                      progress_bar=False, **kwargs)
