@@ -1,14 +1,18 @@
 """``pfdtrain`` command line.
 
     pfdtrain train [--config my.yaml] [--set optimizer.lr=3e-4 ...]
+    pfdtrain resume runs/<name> [--epochs N]
+    pfdtrain inspect runs/<name>/checkpoints/best_model.pth
     pfdtrain config                      # the full default config, commented
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
+from pathlib import Path
 from typing import Optional, Sequence
 
 from pfdtrain import __version__
@@ -26,6 +30,57 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     run_training(config, progress_bar=None if not args.no_progress else False)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from pfdtrain.pipeline import resume_training
+
+    resume_training(Path(args.run_dir), num_epochs=args.epochs,
+                    progress_bar=None if not args.no_progress else False)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from pfdtrain.training.checkpoint import (OPTIONAL_KEYS, REQUIRED_KEYS, load_checkpoint_file,
+                                              validate_checkpoint_keys)
+
+    checkpoint = load_checkpoint_file(args.checkpoint)
+    problems = validate_checkpoint_keys(checkpoint)
+    summary = {
+        "file": str(args.checkpoint),
+        "model_class": checkpoint.get("model_class"),
+        "model_kwargs": checkpoint.get("model_kwargs"),
+        "epoch": checkpoint.get("epoch"),
+        "epochs_completed": checkpoint.get("epochs_completed"),
+        "global_step": checkpoint.get("global_step"),
+        "mid_epoch_batches_done": (checkpoint.get("data_state") or {}).get("batches_done"),
+        "best_val_acc": checkpoint.get("best_val_acc"),
+        "best_val_loss": checkpoint.get("best_val_loss"),
+        "history_keys": sorted(checkpoint.get("history") or {}),
+        "last_epoch": {k: v[-1] for k, v in (checkpoint.get("history") or {}).items() if v},
+        "metadata": checkpoint.get("metadata"),
+        "pfdtrain_version": checkpoint.get("pfdtrain_version"),
+        "torch_version": checkpoint.get("torch_version"),
+        "timestamp": checkpoint.get("timestamp"),
+        "keys": {key: key in checkpoint for key in REQUIRED_KEYS + OPTIONAL_KEYS},
+        "problems": problems,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            if key == "keys":
+                for name, present in value.items():
+                    need = "required" if name in REQUIRED_KEYS else "optional"
+                    print(f"  {'ok ' if present else 'MISSING'} {name} ({need})")
+                continue
+            print(f"{key:<{width}}  {value}")
+    if problems:
+        print(f"pfdtrain: {args.checkpoint} does not meet the guide's checkpoint contract: "
+              f"{'; '.join(problems)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -52,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
+
+    resume = sub.add_parser("resume", help="continue a run from its newest checkpoint")
+    resume.add_argument("run_dir", help="the run folder, e.g. runs/cnn1d-20261126-101500")
+    resume.add_argument("--epochs", type=int, help="total epochs (default: the run's num_epochs)")
+    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
+    resume.set_defaults(func=_cmd_resume)
+
+    inspect = sub.add_parser("inspect", help="print a checkpoint's metadata and check its keys")
+    inspect.add_argument("checkpoint", type=Path)
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(func=_cmd_inspect)
 
     config = sub.add_parser("config", help="print the full configuration, commented")
     add_config_args(config)

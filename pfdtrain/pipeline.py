@@ -212,6 +212,10 @@ def find_resume_checkpoint(run_dir: Path) -> Path:
         return fallback
 
 
+# Schedules whose shape depends on the run's planned length.
+FIXED_LENGTH_SCHEDULERS = frozenset({"cosine", "cosine_warmup", "onecycle"})
+
+
 def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
                     progress_bar: Optional[bool] = None) -> RunResult:
     """Continue the run in ``run_dir`` (its ``config.yaml``) up to ``num_epochs`` in total."""
@@ -220,7 +224,12 @@ def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
         raise ConfigError(f"{run_dir} is not a pfdtrain run folder (no config.yaml); pass the "
                           f"folder that `pfdtrain train` created, e.g. runs/<name>")
     config = TrainingConfig.from_yaml(run_dir / "config.yaml")
-    if num_epochs is not None:
+    if num_epochs is not None and num_epochs != config.num_epochs:
+        if config.scheduler.name in FIXED_LENGTH_SCHEDULERS:
+            raise ConfigError(f"the run's '{config.scheduler.name}' LR schedule was planned for "
+                              f"{config.num_epochs} epochs and cannot be stretched to {num_epochs} "
+                              f"without changing the learning rates already used; resume without "
+                              f"--epochs, or start a new run")
         config.num_epochs = num_epochs
         config.to_yaml(run_dir / "config.yaml")
     return run_training(config, progress_bar=progress_bar, resume_dir=run_dir)
