@@ -1,0 +1,103 @@
+"""The command line end to end on a tiny config: train, inspect, resume, config, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pfdtrain.config.training_config import TrainingConfig
+
+TINY = {
+    "num_epochs": 2,
+    "log_interval": 2,
+    "data": {"window_length": 1024, "window_stride": 1024, "batch_size": 16,
+             "val_fraction": 0.34, "test_fraction": 0.34},
+    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
+    "model": {"name": "cnn1d", "params": {"base_channels": 4}},
+    "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5},
+    "callbacks": {"early_stopping": {"patience": 5}},
+}
+
+
+def pfdtrain(*args, cwd, expect=0):
+    proc = subprocess.run([sys.executable, "-m", "pfdtrain", *args], cwd=cwd,
+                          capture_output=True, text=True)
+    assert proc.returncode == expect, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(workdir):
+    proc = pfdtrain("train", "--config", "tiny.yaml", "--set", "name=full", cwd=workdir)
+    return workdir / "runs" / "full", proc
+
+
+def test_train_writes_the_run_folder(trained_run):
+    run, proc = trained_run
+    for name in ("config.yaml", "history.json", "test_metrics.json", "events.jsonl",
+                 "train.log", "checkpoints/best_model.pth", "checkpoints/latest_model.pth",
+                 "checkpoints/final_model.pth"):
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr"} <= set(history)
+    assert len(history["train_loss"]) == 2
+    assert "Epoch 2/2 - Train Loss: " in proc.stderr and "=== Training Configuration ===" in proc.stderr
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert len(metrics["class_names"]) == 11 and metrics["num_samples"] > 0
+    assert 0.0 <= metrics["accuracy"] <= 100.0
+    saved = TrainingConfig.from_yaml(run / "config.yaml")
+    assert saved.num_epochs == 2 and saved.name == "full"
+
+
+def test_inspect_validates_the_checkpoint_contract(trained_run, tmp_path):
+    run, _ = trained_run
+    proc = pfdtrain("inspect", str(run / "checkpoints/best_model.pth"), "--json", cwd=tmp_path)
+    summary = json.loads(proc.stdout)
+    assert summary["model_class"] == "CNN1D" and summary["problems"] == []
+    assert summary["metadata"]["class_names"][0] == "healthy"
+    import torch
+    broken = torch.load(run / "checkpoints/best_model.pth", weights_only=True)
+    del broken["history"]
+    torch.save(broken, tmp_path / "broken.pth")
+    proc = pfdtrain("inspect", str(tmp_path / "broken.pth"), cwd=tmp_path, expect=1)
+    assert "MISSING history (required)" in proc.stdout
+    assert "missing required key 'history'" in proc.stderr
+
+
+def test_resume_continues_to_the_same_result(workdir, trained_run):
+    run, _ = trained_run
+    pfdtrain("train", "--config", "tiny.yaml", "--set", "name=part", "--set", "num_epochs=1",
+             cwd=workdir)
+    part = workdir / "runs" / "part"
+    pfdtrain("resume", str(part), "--epochs", "2", cwd=workdir)
+    assert json.loads((part / "history.json").read_text()) == \
+        json.loads((run / "history.json").read_text())
+    events = [json.loads(line)["event"] for line in (part / "events.jsonl").read_text().splitlines()]
+    assert events == ["train_begin", "epoch_complete", "train_end",
+                      "train_begin", "epoch_complete", "train_end"]
+
+
+def test_bad_config_ends_with_one_paragraph_not_a_traceback(workdir):
+    proc = pfdtrain("train", "--config", "tiny.yaml", "--set", "optimizer.lrate=1", cwd=workdir,
+                    expect=2)
+    assert proc.stderr.startswith("pfdtrain: error: unknown config key 'lrate'")
+    assert "Traceback" not in proc.stderr
+    proc = pfdtrain("train", "--set", "data.source=nowhere.h5", cwd=workdir, expect=2)
+    assert "nowhere.h5" in proc.stderr and "Traceback" not in proc.stderr
+    proc = pfdtrain("resume", "not-a-run", cwd=workdir, expect=2)
+    assert "not a pfdtrain run folder" in proc.stderr
+
+
+def test_config_prints_the_commented_default(tmp_path):
+    proc = pfdtrain("config", cwd=tmp_path)
+    assert "# learning rate" in proc.stdout
+    assert TrainingConfig.from_dict(yaml.safe_load(proc.stdout)) == TrainingConfig()
