@@ -19,3 +19,8 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert "torch==2.13.0" in train and "torch==2.13.0" in test  # the CPU build, not CUDA
     ci = (ROOT / ".ci" / "run").read_text()
     assert test in ci.splitlines()
+
+
+def test_readme_configuration_reference_is_current():
+    from pfdtrain.config.training_config import config_reference_markdown
+    assert config_reference_markdown() in (ROOT / "README.md").read_text()

@@ -75,8 +75,8 @@ class SyntheticConfig:
     sampling_rate: int = _opt(6400, "samples per second; Nyquist 3.2 kHz keeps the 1.5-2.5 kHz "
                               "cavitation bursts", min=1000)
     record_duration: float = _opt(3.0, "seconds per record", min=0.1)
-    records_per_class: int = _opt(48, "records per class, spread evenly over the 4 severity levels "
-                                  "(48 x 11 classes = 528 records, 1760 train windows)", min=4)
+    records_per_class: int = _opt(96, "records per class, spread evenly over the 4 severity levels "
+                                  "(96 x 11 classes = 1056 records)", min=4)
     seed: int = _opt(2026, "generator seed (record i draws from seed + i) and split seed", min=0)
     noise_level: float = _opt(1.0, "scale of the measurement/environment noise layers (1.0 = "
                               "realistic, 0 = none; the bearing's own fluid-film noise stays)",
@@ -207,7 +207,7 @@ class TrainingConfig:
     deterministic: bool = _opt(True, "deterministic algorithms (identical history run to run)")
     device: str = _opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'",
                        pattern=r"auto|cpu|cuda(:\d+)?")
-    num_epochs: int = _opt(12, "epochs to train", min=1)
+    num_epochs: int = _opt(25, "epochs to train", min=1)
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step", min=1)
     max_grad_norm: float = _opt(1.0, "clip the total gradient norm to this (0 = no clipping)",
                                 min=0.0)

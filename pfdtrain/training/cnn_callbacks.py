@@ -187,13 +187,18 @@ class LearningRateMonitor(Callback):
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         current = self._lrs()
         previous = self.state["last_lrs"] or current
-        for group, (old, new) in enumerate(zip(previous, current)):
-            if old != new:
-                self.state["changes"].append({"epoch": epoch, "group": group, "old": old,
-                                              "new": new})
-                if self.verbose:
-                    logger.info(f"LR changed (param group {group}): {old:.6g} -> {new:.6g} "
-                                f"after epoch {epoch + 1}")
+        changed = [(group, old, new) for group, (old, new) in enumerate(zip(previous, current))
+                   if old != new]
+        for group, old, new in changed:
+            self.state["changes"].append({"epoch": epoch, "group": group, "old": old, "new": new})
+        if self.verbose and changed:
+            if len({(old, new) for _, old, new in changed}) == 1:  # one line when groups agree
+                groups = ("all param groups" if len(changed) == len(current)
+                          else f"param groups {[g for g, _, _ in changed]}")
+                detail = f"{changed[0][1]:.6g} -> {changed[0][2]:.6g} ({groups})"
+            else:
+                detail = ", ".join(f"group {g}: {old:.6g} -> {new:.6g}" for g, old, new in changed)
+            logger.info(f"LR changed after epoch {epoch + 1}: {detail}")
         self.state["last_lrs"] = current
 
     def get_state(self) -> dict:
