@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pfdtrain.models.layers import (GlobalAvgPool1d, check_dropout, check_int, conv_bn_relu,
-                                    init_weights)
+from pfdtrain.models.layers import GlobalAvgPool1d, conv_bn_relu, init_weights, model_init_kwargs
 
 __all__ = ["CNN1D"]
+
 
 class CNN1D(nn.Module):
     """Fast WDCNN-style 1-D CNN: a wide strided first conv, four small conv blocks, GAP, linear.
@@ -43,14 +43,9 @@ class CNN1D(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 1, dropout: float = 0.3,
                  base_channels: int = 16) -> None:
         super().__init__()
-        num_classes = check_int("num_classes", num_classes, minimum=2)
-        in_channels = check_int("in_channels", in_channels)
-        dropout = check_dropout(dropout)
-        base_channels = check_int("base_channels", base_channels)
-        self.init_kwargs: dict[str, Any] = {
-            "num_classes": num_classes, "in_channels": in_channels,
-            "dropout": dropout, "base_channels": base_channels,
-        }
+        self.init_kwargs: dict[str, Any] = model_init_kwargs(
+            num_classes, in_channels, dropout, base_channels=base_channels)
+        num_classes, in_channels, dropout, base_channels = self.init_kwargs.values()
 
         c = base_channels
         widths = [c, 2 * c, 4 * c, 4 * c, 4 * c]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pfdtrain.models.layers import check_dropout, check_int, conv_bn_relu, init_weights
+from pfdtrain.models.layers import conv_bn_relu, init_weights, model_init_kwargs
 
 __all__ = ["AttentionPooling", "CNNLSTM"]
 
@@ -98,16 +98,11 @@ class CNNLSTM(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 1, dropout: float = 0.3,
                  base_channels: int = 32, hidden_size: int = 64, num_layers: int = 1) -> None:
         super().__init__()
-        num_classes = check_int("num_classes", num_classes, minimum=2)
-        in_channels = check_int("in_channels", in_channels)
-        dropout = check_dropout(dropout)
-        base_channels = check_int("base_channels", base_channels)
-        hidden_size = check_int("hidden_size", hidden_size)
-        num_layers = check_int("num_layers", num_layers)
-        self.init_kwargs: dict[str, Any] = {
-            "num_classes": num_classes, "in_channels": in_channels, "dropout": dropout,
-            "base_channels": base_channels, "hidden_size": hidden_size, "num_layers": num_layers,
-        }
+        self.init_kwargs: dict[str, Any] = model_init_kwargs(
+            num_classes, in_channels, dropout, base_channels=base_channels,
+            hidden_size=hidden_size, num_layers=num_layers)
+        (num_classes, in_channels, dropout, base_channels, hidden_size,
+         num_layers) = self.init_kwargs.values()
 
         c = base_channels
         self.features = nn.Sequential(

@@ -117,3 +117,19 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm1d):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def model_init_kwargs(num_classes: Any, in_channels: Any, dropout: Any,
+                      **sizes: Any) -> dict[str, Any]:
+    """Validate the arguments every model takes (plus positive integer ``sizes``) and return
+    them as plain builtins: the model's ``init_kwargs``, from which a checkpoint rebuilds it.
+
+    Example:
+        >>> model_init_kwargs(11, 1, 0.3, base_channels=16)["base_channels"]
+        16
+    """
+    kwargs: dict[str, Any] = {"num_classes": check_int("num_classes", num_classes, minimum=2),
+                              "in_channels": check_int("in_channels", in_channels),
+                              "dropout": check_dropout(dropout)}
+    kwargs.update({name: check_int(name, value) for name, value in sizes.items()})
+    return kwargs

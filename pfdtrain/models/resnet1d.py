@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pfdtrain.models.layers import GlobalAvgPool1d, check_dropout, check_int, init_weights
+from pfdtrain.models.layers import GlobalAvgPool1d, init_weights, model_init_kwargs
 
 __all__ = ["BasicBlock1D", "ResNet18_1D"]
 
@@ -91,14 +91,9 @@ class ResNet18_1D(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 1, dropout: float = 0.3,
                  base_channels: int = 64) -> None:
         super().__init__()
-        num_classes = check_int("num_classes", num_classes, minimum=2)
-        in_channels = check_int("in_channels", in_channels)
-        dropout = check_dropout(dropout)
-        base_channels = check_int("base_channels", base_channels)
-        self.init_kwargs: dict[str, Any] = {
-            "num_classes": num_classes, "in_channels": in_channels,
-            "dropout": dropout, "base_channels": base_channels,
-        }
+        self.init_kwargs: dict[str, Any] = model_init_kwargs(
+            num_classes, in_channels, dropout, base_channels=base_channels)
+        num_classes, in_channels, dropout, base_channels = self.init_kwargs.values()
 
         c = base_channels
         self.stem = nn.Sequential(
