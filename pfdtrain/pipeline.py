@@ -109,22 +109,50 @@ def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: t
     return callbacks
 
 
+def build_criterion(config: TrainingConfig, data: DataBundle
+                    ) -> tuple[torch.nn.Module, Optional[torch.nn.Module]]:
+    """``(criterion on logits, embedding criterion or None)`` from the ``loss:`` section.
+
+    ``class_weights: balanced`` weighs classes by their frequency in the training split
+    (never the validation or test splits).
+    """
+    from pfdtrain.training.cnn_losses import class_weights_from_labels, create_criterion
+
+    lc = config.loss
+    weights = None
+    if lc.class_weights == "balanced":
+        weights = class_weights_from_labels(data.train_loader.dataset.labels, data.num_classes)
+    if lc.name == "label_smoothing":
+        return create_criterion("label_smoothing", smoothing=lc.smoothing, weight=weights), None
+    if lc.name == "focal":
+        return create_criterion("focal", gamma=lc.gamma, alpha=weights), None
+    criterion = create_criterion("ce", weight=weights)
+    if lc.name == "supcon":
+        return criterion, create_criterion("supcon", temperature=lc.temperature,
+                                           base_temperature=lc.base_temperature)
+    return criterion, None
+
+
 def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device,
                   run_dir: Optional[Path] = None, progress_bar: Optional[bool] = None
                   ) -> CNNTrainer:
-    """Model, optimizer, scheduler, callbacks and trainer exactly as the config describes."""
+    """Model, optimizer, scheduler, loss, callbacks and the trainer the config names."""
     model = build_model(config.model.name, num_classes=data.num_classes,
-                        dropout=config.model.dropout, **config.model.params)
+                        dropout=config.model.dropout, **_model_params(config, data))
     optimizer = create_optimizer(model, config.optimizer)
     steps = optimizer_steps_per_epoch(len(data.train_loader), config.gradient_accumulation_steps)
     scheduler = create_scheduler(optimizer, config.scheduler, config.num_epochs, steps)
     callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
-    return CNNTrainer(
+    criterion, embedding_criterion = build_criterion(config, data)
+    common: dict[str, Any] = dict(
         model=model,
         train_loader=data.train_loader,
         val_loader=data.val_loader,
         optimizer=optimizer,
         lr_scheduler=scheduler,
+        criterion=criterion,
+        embedding_criterion=embedding_criterion,
+        embedding_weight=config.loss.supcon_weight,
         device=device,
         mixed_precision=config.mixed_precision.enabled,
         amp_dtype=_amp_dtype(config.mixed_precision.dtype),
@@ -140,6 +168,38 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
                   "sampling_rate": float(data.sampling_rate), "input_length": data.input_length,
                   "dataset_path": str(data.path)},
     )
+    if config.trainer == "pinn":
+        from pfdtrain.training.physics_loss_functions import (FrequencyConsistencyLoss,
+                                                              PhysicalConstraintLoss)
+        from pfdtrain.training.pinn_trainer import PINNTrainer
+
+        pc = config.physics
+        return PINNTrainer(**common,
+                           physics_loss=FrequencyConsistencyLoss(data.sampling_rate,
+                                                                 data.class_names),
+                           constraint_loss=PhysicalConstraintLoss(data.class_names),
+                           physics_weight=pc.weight, constraint_weight=pc.constraint_weight,
+                           warmup_epochs=pc.warmup_epochs)
+    if config.trainer == "distillation":
+        from pfdtrain.training.knowledge_distillation import (DistillationLoss,
+                                                              DistillationTrainer, load_teacher)
+
+        dc = config.distillation
+        if dc.teacher is None:
+            raise ConfigError("trainer: distillation needs distillation.teacher, the path of a "
+                              "trained checkpoint, e.g. runs/<teacher run>/checkpoints/best_model.pth")
+        teacher = load_teacher(dc.teacher, data.class_names, device)
+        common["criterion"] = DistillationLoss(temperature=dc.temperature, alpha=dc.alpha)
+        return DistillationTrainer(**common, teacher=teacher)
+    return CNNTrainer(**common)
+
+
+def _model_params(config: TrainingConfig, data: DataBundle) -> dict[str, Any]:
+    """The model's extra constructor arguments; a physics-informed model learns the rate."""
+    params = dict(config.model.params)
+    if config.model.name == "hybrid_pinn":
+        params.setdefault("sampling_rate", float(data.sampling_rate))
+    return params
 
 
 def _amp_dtype(name: str) -> Optional[torch.dtype]:
@@ -164,7 +224,7 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
         config.to_yaml(run_dir / "config.yaml")
     logger.info(f"Run folder: {run_dir}")
 
-    data = build_dataloaders(config)
+    data = build_dataloaders(config, with_metadata=config.trainer == "pinn")
     logger.info(f"Data: {data.path} ({data.num_classes} classes, "
                 f"{len(data.train_loader.dataset)} train / "
                 f"{len(data.val_loader.dataset) if data.val_loader else 0} val / "

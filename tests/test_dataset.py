@@ -294,3 +294,29 @@ def test_real_data_of_variable_length_round_trips(tmp_path: Path, cache: Path) -
     data = read_dataset(path)
     assert data.splits["train"].severities.tolist() == [-1, -1]
     assert np.isnan(data.splits["train"].metadata["speed_hz"][1])
+
+
+def test_metadata_batches_for_physics_training(cache: Path, h5_path: Path) -> None:
+    bundle = build_dataloaders(tiny_config(cache), with_metadata=True)
+    inputs, targets, metadata = next(iter(bundle.train_loader))
+    assert inputs.shape[0] == targets.shape[0] == metadata["speed_hz"].shape[0]
+    assert set(metadata) >= {"speed_hz", "load", "temperature", "sommerfeld"}
+    assert metadata["speed_hz"].dtype == torch.float32
+    assert torch.all((metadata["speed_hz"] > 50) & (metadata["speed_hz"] < 70))
+    ds = bundle.train_loader.dataset
+    record = int(ds.window_record[0])
+    assert float(ds[0][2]["load"]) == pytest.approx(float(ds.metadata["load"][record]))
+
+
+def test_noisy_copies_have_the_requested_snr_and_fixed_noise(bundle: DataBundle) -> None:
+    clean_ds = bundle.test_loader.dataset.with_noise(None)
+    clean_ds.normalization = "none"
+    for snr in (20.0, 10.0, 5.0):
+        noisy = clean_ds.with_noise(snr, noise_seed=7)
+        measured = []
+        for i in range(len(noisy)):
+            clean, noisy_x = clean_ds[i][0].numpy(), noisy[i][0].numpy()
+            measured.append(10 * np.log10(clean.var() / (noisy_x - clean).var()))
+        assert abs(np.mean(measured) - snr) < 0.3
+        assert torch.equal(noisy[0][0], clean_ds.with_noise(snr, noise_seed=7)[0][0])
+    assert bundle.test_loader.dataset.snr_db is None  # the original dataset is untouched

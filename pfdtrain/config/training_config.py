@@ -87,7 +87,8 @@ class SyntheticConfig:
 class ModelConfig:
     """Which network to build (see ``pfdtrain.models``)."""
 
-    name: str = _opt("cnn1d", "model name", choices=["cnn1d", "resnet18_1d", "cnn_lstm"])
+    name: str = _opt("cnn1d", "model name",
+                     choices=["cnn1d", "resnet18_1d", "cnn_lstm", "hybrid_pinn"])
     dropout: float = _opt(0.3, "dropout before the classifier", min=0.0, max=0.95)
     params: dict = _opt({}, "extra constructor arguments of the model, e.g. {base_channels: 32}")
 
@@ -134,6 +135,46 @@ class MixedPrecisionConfig:
     enabled: bool = _opt(False, "train under autocast")
     dtype: str = _opt("auto", "autocast dtype; auto = bfloat16 on CPU, float16 on CUDA",
                       choices=["auto", "bfloat16", "float16"])
+
+
+@dataclass
+class LossConfig:
+    """``create_criterion`` settings (``pfdtrain.training.cnn_losses``)."""
+
+    name: str = _opt("ce", "classification loss; supcon adds a supervised contrastive term on "
+                     "the model's embedding to cross-entropy",
+                     choices=["ce", "label_smoothing", "focal", "supcon"])
+    smoothing: float = _opt(0.1, "label_smoothing: probability mass spread over all classes",
+                            min=0.0, max=0.99)
+    gamma: float = _opt(2.0, "focal: focusing exponent (0 = cross-entropy)", min=0.0)
+    class_weights: str = _opt("none", "per-class weights (ce, label_smoothing) or focal alpha; "
+                              "balanced = N / (C * n_c) from the training split",
+                              choices=["none", "balanced"])
+    temperature: float = _opt(0.1, "supcon: temperature", min=1e-4)
+    base_temperature: float = _opt(0.07, "supcon: base temperature (loss scale)", min=1e-4)
+    supcon_weight: float = _opt(0.5, "supcon: weight of the contrastive term beside "
+                                "cross-entropy", min=0.0)
+
+
+@dataclass
+class PhysicsConfig:
+    """Physics-informed training (``trainer: pinn``): loss = classification + lambda * physics."""
+
+    weight: float = _opt(0.1, "lambda: weight of the frequency-consistency loss", min=0.0)
+    warmup_epochs: int = _opt(0, "epochs over which lambda ramps linearly from 0 (0 = constant)",
+                              min=0)
+    constraint_weight: float = _opt(0.05, "weight of the operating-condition constraint loss "
+                                    "(inside lambda)", min=0.0)
+
+
+@dataclass
+class DistillationConfig:
+    """Knowledge distillation (``trainer: distillation``)."""
+
+    teacher: Optional[str] = _opt(None, "teacher checkpoint (.pth written by pfdtrain)")
+    temperature: float = _opt(4.0, "softmax temperature T of the soft targets", min=1e-3)
+    alpha: float = _opt(0.5, "weight of the T^2-scaled KL term; 1 - alpha weighs cross-entropy",
+                        min=0.0, max=1.0)
 
 
 @dataclass
@@ -207,6 +248,9 @@ class TrainingConfig:
     deterministic: bool = _opt(True, "deterministic algorithms (identical history run to run)")
     device: str = _opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'",
                        pattern=r"auto|cpu|cuda(:\d+)?")
+    trainer: str = _opt("cnn", "cnn (plain), pinn (physics-informed; needs operating metadata) "
+                        "or distillation (needs distillation.teacher)",
+                        choices=["cnn", "pinn", "distillation"])
     num_epochs: int = _opt(25, "epochs to train", min=1)
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step", min=1)
     max_grad_norm: float = _opt(1.0, "clip the total gradient norm to this (0 = no clipping)",
@@ -218,6 +262,10 @@ class TrainingConfig:
     optimizer: OptimizerConfig = _section(OptimizerConfig, "optimizer")
     scheduler: SchedulerConfig = _section(SchedulerConfig, "learning-rate scheduler")
     mixed_precision: MixedPrecisionConfig = _section(MixedPrecisionConfig, "mixed precision")
+    loss: LossConfig = _section(LossConfig, "classification loss (guide section 3)")
+    physics: PhysicsConfig = _section(PhysicsConfig, "physics-informed training (trainer: pinn)")
+    distillation: DistillationConfig = _section(DistillationConfig,
+                                                "knowledge distillation (trainer: distillation)")
     callbacks: CallbacksConfig = _section(CallbacksConfig, "callbacks (guide section 2.4)")
     checkpoint: CheckpointConfig = _section(CheckpointConfig, "checkpoints (guide section 4)")
 

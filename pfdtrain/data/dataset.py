@@ -16,6 +16,7 @@ from pfdtrain.errors import PfdtrainError
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -552,6 +553,11 @@ class WindowDataset(Dataset):
         window_stride: hop between window starts.
         normalization: ``none``, ``zscore``, ``minmax`` or ``rms`` (per window).
         record_ids: names of the records (for error messages and later voting).
+        metadata: per-record operating variables (``{name: float [N]}``); when given, items
+            are ``(x, y, {name: float32 scalar tensor})`` for physics-informed training.
+        snr_db: add white Gaussian noise at this signal-to-noise ratio (relative to each raw
+            window's power, before normalisation), for robustness tests; None = clean.
+        noise_seed: seed of that noise; window ``i`` always gets the same noise.
 
     Attributes:
         labels: int64 [num_windows] class of each window.
@@ -571,7 +577,9 @@ class WindowDataset(Dataset):
 
     def __init__(self, signals: np.ndarray, record_offsets: np.ndarray, labels: np.ndarray,
                  window_length: int, window_stride: int, normalization: str = "zscore",
-                 record_ids: Optional[Sequence[str]] = None) -> None:
+                 record_ids: Optional[Sequence[str]] = None,
+                 metadata: Optional[Mapping[str, np.ndarray]] = None,
+                 snr_db: Optional[float] = None, noise_seed: int = 0) -> None:
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; choose one of "
                              f"{NORMALIZATIONS}")
@@ -604,18 +612,34 @@ class WindowDataset(Dataset):
                               + position * self.window_stride)
         self.labels = self.record_labels[self.window_record]
         self.num_windows = int(self.window_record.size)
+        self.metadata = ({k: np.asarray(v, dtype=np.float32) for k, v in metadata.items()}
+                         if metadata is not None else None)
+        self.snr_db = snr_db
+        self.noise_seed = int(noise_seed)
+
+    def with_noise(self, snr_db: Optional[float], noise_seed: int = 0) -> "WindowDataset":
+        """The same windows (arrays shared, not copied) with white noise at ``snr_db``.
+
+        Example:
+            >>> noisy = test_ds.with_noise(10.0)   # every window at 10 dB SNR
+        """
+        noisy = copy.copy(self)
+        noisy.snr_db, noisy.noise_seed = snr_db, int(noise_seed)
+        return noisy
 
     @classmethod
     def from_split(cls, split: RecordSplit, window_length: int, window_stride: int,
-                   normalization: str = "zscore") -> "WindowDataset":
-        """Windows of one :class:`RecordSplit`."""
+                   normalization: str = "zscore", with_metadata: bool = False
+                   ) -> "WindowDataset":
+        """Windows of one :class:`RecordSplit` (with its operating metadata if asked)."""
         return cls(split.signals, split.record_offsets, split.labels, window_length,
-                   window_stride, normalization, record_ids=split.record_ids)
+                   window_stride, normalization, record_ids=split.record_ids,
+                   metadata=split.metadata if with_metadata else None)
 
     def __len__(self) -> int:
         return self.num_windows
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple:
         index = int(index)
         if index < 0:
             index += self.num_windows
@@ -623,9 +647,18 @@ class WindowDataset(Dataset):
             raise IndexError(f"window {index} out of range 0..{self.num_windows - 1}")
         start = int(self.window_starts[index])
         view = self.signals[start:start + self.window_length]  # a view: no dataset copy
+        if self.snr_db is not None:
+            rng = np.random.default_rng([self.noise_seed, index])
+            # Power of the vibration (variance): a DC offset carries no fault information.
+            noise_rms = np.sqrt(np.var(view, dtype=np.float64) / 10 ** (self.snr_db / 10))
+            view = view + rng.normal(0.0, noise_rms, view.shape).astype(np.float32)
         x = normalize_window(view, self.normalization)  # one window-sized copy
-        return torch.from_numpy(x).unsqueeze(0), torch.tensor(int(self.labels[index]),
-                                                              dtype=torch.int64)
+        item = (torch.from_numpy(x).unsqueeze(0),
+                torch.tensor(int(self.labels[index]), dtype=torch.int64))
+        if self.metadata is None:
+            return item
+        record = int(self.window_record[index])
+        return (*item, {k: torch.tensor(v[record]) for k, v in self.metadata.items()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -677,7 +710,7 @@ def _check_window_length(data: LoadedDataset, config: TrainingConfig) -> None:
                         f"({shortest_id}: {shortest} samples) in {data.path}; {fix}.")
 
 
-def build_dataloaders(config: TrainingConfig) -> DataBundle:
+def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> DataBundle:
     """Load (or generate) the dataset, check it, and build the train/val/test loaders.
 
     Args:
@@ -685,6 +718,8 @@ def build_dataloaders(config: TrainingConfig) -> DataBundle:
             :func:`ensure_synthetic_dataset`) or the path of an ``.h5`` file in this layout.
             Uses the window, normalisation, batch and worker settings of ``config.data`` and
             ``config.seed`` for the training order.
+        with_metadata: batches carry a third element, the records' operating metadata
+            ``{name: float32 [B]}`` (speed_hz, load, ...), for physics-informed training.
 
     Returns:
         A :class:`DataBundle`; batches are ``(inputs float32 [B, 1, L], targets int64 [B])``.
@@ -716,7 +751,7 @@ def build_dataloaders(config: TrainingConfig) -> DataBundle:
 
     def dataset(name: str) -> WindowDataset:
         return WindowDataset.from_split(data.splits[name], dc.window_length, dc.window_stride,
-                                        dc.normalization)
+                                        dc.normalization, with_metadata=with_metadata)
 
     pin = torch.cuda.is_available()
     common: dict[str, Any] = dict(batch_size=dc.batch_size, num_workers=dc.num_workers,
@@ -734,7 +769,7 @@ def build_dataloaders(config: TrainingConfig) -> DataBundle:
         return DataLoader(dataset(name), shuffle=False, **common)
 
     val_loader, test_loader = eval_loader("val"), eval_loader("test")
-    logger.info("data %s: train %d windows, val %d, test %d (window %d, stride %d)", data.path,
+    logger.debug("data %s: train %d windows, val %d, test %d (window %d, stride %d)", data.path,
                 len(train_ds), len(val_loader.dataset) if val_loader else 0,
                 len(test_loader.dataset) if test_loader else 0, dc.window_length,
                 dc.window_stride)

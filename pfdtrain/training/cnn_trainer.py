@@ -46,6 +46,10 @@ class CNNTrainer:
         optimizer: the optimizer (see ``create_optimizer``).
         lr_scheduler: a ``torch.optim.lr_scheduler`` object or None.
         criterion: loss on ``(logits, targets)``; default ``nn.CrossEntropyLoss()``.
+        embedding_criterion: optional loss on ``(model.forward_features(x), targets)`` (e.g.
+            ``SupConLoss``) added to ``criterion`` with ``embedding_weight``; logged as
+            ``<prefix>embedding_loss``.
+        embedding_weight: weight of the embedding loss.
         device: where to train.
         mixed_precision: train under ``torch.amp.autocast``.
         amp_dtype: autocast dtype; default bfloat16 on CPU, float16 (with a GradScaler) on CUDA.
@@ -74,6 +78,8 @@ class CNNTrainer:
         optimizer: Optional[torch.optim.Optimizer] = None,
         lr_scheduler: Any = None,
         criterion: Optional[Callable[..., torch.Tensor]] = None,
+        embedding_criterion: Optional[Callable[..., torch.Tensor]] = None,
+        embedding_weight: float = 1.0,
         device: torch.device | str = "cpu",
         mixed_precision: bool = False,
         amp_dtype: Optional[torch.dtype] = None,
@@ -99,6 +105,15 @@ class CNNTrainer:
             self.model.parameters(), lr=1e-3)
         self.lr_scheduler = lr_scheduler
         self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+        if isinstance(self.criterion, nn.Module):
+            self.criterion.to(self.device)  # class-weight buffers live with the logits
+        self.embedding_criterion = embedding_criterion
+        self.embedding_weight = embedding_weight
+        if embedding_criterion is not None and not hasattr(self.unwrapped_model,
+                                                          "forward_features"):
+            raise TrainingError(f"{type(self.unwrapped_model).__name__} has no forward_features(); "
+                                f"an embedding loss (loss.name: supcon) needs a model that "
+                                f"exposes its embedding")
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.max_grad_norm = max_grad_norm
         self.scheduler_interval = scheduler_interval
@@ -255,8 +270,15 @@ class CNNTrainer:
         losses are averaged like ``loss`` and land in history as ``train_<name>``/``val_<name>``.
         """
         inputs, targets = batch[0], batch[1]
-        logits = self.model(inputs)
-        return self.criterion(logits, targets), logits, targets, {}
+        if self.embedding_criterion is None:
+            logits = self.model(inputs)
+            return self.criterion(logits, targets), logits, targets, {}
+        model = self.unwrapped_model
+        features = model.forward_features(inputs)
+        logits = model.forward_head(features)
+        embedding_loss = self.embedding_criterion(features, targets)
+        loss = self.criterion(logits, targets) + self.embedding_weight * embedding_loss
+        return loss, logits, targets, {"embedding_loss": embedding_loss}
 
     # ------------------------------------------------------------------ optimisation
     def _optimizer_step(self) -> None:
