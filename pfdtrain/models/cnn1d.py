@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -60,10 +62,40 @@ class CNN1D(nn.Module):
         self.pool = GlobalAvgPool1d()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(widths[-1], num_classes)
+        self.num_features: int = widths[-1]
         self.apply(init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Map windows ``[B, in_channels, L]`` to the pooled embedding ``[B, num_features]``.
+
+        The embedding is taken before dropout and the classifier (e.g. for ``SupConLoss``).
+
+        Args:
+            x: float input windows, ``L >= 256``.
+
+        Example:
+            >>> model = CNN1D(num_classes=3, base_channels=8)
+            >>> model.forward_features(torch.randn(2, 1, 256)).shape == (2, model.num_features)
+            True
+        """
+        return self.pool(self.features(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
+
+        Args:
+            features: the output of ``forward_features``.
+
+        Example:
+            >>> CNN1D(num_classes=3, base_channels=8).forward_head(torch.randn(2, 32)).shape
+            torch.Size([2, 3])
+        """
+        return self.classifier(self.dropout(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
+
+        Same as ``forward_head(forward_features(x))``.
 
         Args:
             x: float input windows, ``L >= 256``.
@@ -72,5 +104,4 @@ class CNN1D(nn.Module):
             >>> CNN1D(num_classes=3)(torch.randn(1, 1, 256)).shape
             torch.Size([1, 3])
         """
-        x = self.pool(self.features(x))
-        return self.classifier(self.dropout(x))
+        return self.forward_head(self.forward_features(x))

@@ -117,11 +117,44 @@ class CNNLSTM(nn.Module):
         self.attention = AttentionPooling(2 * hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * hidden_size, num_classes)
+        self.num_features: int = 2 * hidden_size
         # init_weights leaves the LSTM and linears at PyTorch's default init (tanh/sigmoid gates).
         self.apply(init_weights)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Map windows ``[B, in_channels, L]`` to the attention-pooled embedding
+        ``[B, num_features]`` (``num_features = 2 * hidden_size``).
+
+        The embedding is taken before dropout and the classifier (e.g. for ``SupConLoss``).
+
+        Args:
+            x: float input windows, ``L >= 256``.
+
+        Example:
+            >>> model = CNNLSTM(num_classes=3, base_channels=4, hidden_size=8)
+            >>> model.forward_features(torch.randn(2, 1, 256)).shape
+            torch.Size([2, 16])
+        """
+        seq = self.features(x).transpose(1, 2)  # [B, T, C]: time becomes the LSTM's sequence
+        h, _ = self.lstm(seq)
+        return self.attention(h)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
+
+        Args:
+            features: the output of ``forward_features``.
+
+        Example:
+            >>> CNNLSTM(num_classes=3, hidden_size=8).forward_head(torch.randn(2, 16)).shape
+            torch.Size([2, 3])
+        """
+        return self.classifier(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
+
+        Same as ``forward_head(forward_features(x))``.
 
         Args:
             x: float input windows, ``L >= 256``.
@@ -130,6 +163,4 @@ class CNNLSTM(nn.Module):
             >>> CNNLSTM(num_classes=3, base_channels=4, hidden_size=8)(torch.randn(1, 1, 256)).shape
             torch.Size([1, 3])
         """
-        seq = self.features(x).transpose(1, 2)  # [B, T, C]: time becomes the LSTM's sequence
-        h, _ = self.lstm(seq)
-        return self.classifier(self.dropout(self.attention(h)))
+        return self.forward_head(self.forward_features(x))

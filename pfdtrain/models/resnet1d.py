@@ -114,12 +114,44 @@ class ResNet18_1D(nn.Module):
         self.pool = GlobalAvgPool1d()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(widths[-1], num_classes)
+        self.num_features: int = widths[-1]
         # No zero-init of the last BN gamma per block: it would zero every conv2 gradient at
         # step 0, and the network is shallow enough to train well without it.
         self.apply(init_weights)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Map windows ``[B, in_channels, L]`` to the pooled embedding ``[B, num_features]``.
+
+        The embedding is taken before dropout and the classifier (e.g. for ``SupConLoss``).
+
+        Args:
+            x: float input windows, ``L >= 256``.
+
+        Example:
+            >>> model = ResNet18_1D(num_classes=3, base_channels=4)
+            >>> model.forward_features(torch.randn(2, 1, 256)).shape == (2, model.num_features)
+            True
+        """
+        x = self.stem(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.pool(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
+
+        Args:
+            features: the output of ``forward_features``.
+
+        Example:
+            >>> ResNet18_1D(num_classes=3, base_channels=4).forward_head(torch.randn(2, 32)).shape
+            torch.Size([2, 3])
+        """
+        return self.classifier(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
+
+        Same as ``forward_head(forward_features(x))``.
 
         Args:
             x: float input windows, ``L >= 256``.
@@ -128,7 +160,4 @@ class ResNet18_1D(nn.Module):
             >>> ResNet18_1D(num_classes=3, base_channels=4)(torch.randn(1, 1, 256)).shape
             torch.Size([1, 3])
         """
-        x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.pool(x)
-        return self.classifier(self.dropout(x))
+        return self.forward_head(self.forward_features(x))

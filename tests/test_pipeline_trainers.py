@@ -1,0 +1,68 @@
+"""Every loss and trainer selectable from the config runs through the one pipeline, with
+callbacks and checkpoints, and `load_model_for_evaluation` loads what it saves."""
+
+import copy
+
+import pytest
+import torch
+
+from pfdtrain.config.training_config import ConfigError, TrainingConfig
+from pfdtrain.evaluation.loading import load_model_for_evaluation
+from pfdtrain.pipeline import run_training
+from pfdtrain.training.cnn_losses import FocalLoss, LabelSmoothingCrossEntropy, SupConLoss
+
+TINY = {
+    "num_epochs": 2,
+    "data": {"window_length": 1024, "window_stride": 1024, "batch_size": 16,
+             "val_fraction": 0.34, "test_fraction": 0.34},
+    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
+    "model": {"name": "cnn1d", "params": {"base_channels": 4}},
+    "scheduler": {"name": "none"},
+}
+
+
+def _config(tmp_path, **sections):
+    data = copy.deepcopy(TINY)
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    data["output_dir"] = str(tmp_path / "runs")
+    data["data"]["cache_dir"] = str(tmp_path.parent / "shared-data")
+    return TrainingConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("loss, expected", [
+    ({"name": "focal", "gamma": 2.0, "class_weights": "balanced"}, FocalLoss),
+    ({"name": "label_smoothing", "smoothing": 0.2}, LabelSmoothingCrossEntropy),
+    ({"name": "supcon", "supcon_weight": 0.3}, SupConLoss),
+])
+def test_losses_from_the_config_train_and_checkpoint(tmp_path, loss, expected):
+    result = run_training(_config(tmp_path, loss=loss), progress_bar=False)
+    trainer = result.trainer
+    used = trainer.embedding_criterion if loss["name"] == "supcon" else trainer.criterion
+    assert isinstance(used, expected)
+    if loss["name"] == "supcon":
+        assert "train_embedding_loss" in result.history
+    assert len(result.history["train_loss"]) == 2
+    model, meta = load_model_for_evaluation(result.run_dir / "checkpoints/final_model.pth",
+                                            device="cpu")
+    assert meta["config"]["loss"]["name"] == loss["name"]
+
+
+def test_distillation_from_the_config(tmp_path):
+    teacher_run = run_training(_config(tmp_path, name="teacher"), progress_bar=False)
+    teacher_ckpt = teacher_run.run_dir / "checkpoints/best_model.pth"
+    student = run_training(_config(tmp_path, name="student", trainer="distillation",
+                                   distillation={"teacher": str(teacher_ckpt), "alpha": 0.8},
+                                   model={"name": "cnn1d", "params": {"base_channels": 2}}),
+                           progress_bar=False)
+    assert "train_kd_loss" in student.history and "val_kd_loss" in student.history
+    model, meta = load_model_for_evaluation(student.run_dir / "checkpoints/best_model.pth",
+                                            device="cpu")
+    assert model.init_kwargs["base_channels"] == 2
+    assert meta["config"]["trainer"] == "distillation"
+    with pytest.raises(ConfigError, match="needs distillation.teacher"):
+        run_training(_config(tmp_path, name="no-teacher", trainer="distillation"),
+                     progress_bar=False)
