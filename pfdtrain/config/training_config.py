@@ -60,10 +60,20 @@ class DataConfig:
     window_stride: int = _opt(3200, "hop between consecutive windows inside a record", min=1)
     normalization: str = _opt("zscore", "per-window normalisation",
                               choices=["none", "zscore", "minmax", "rms"])
-    val_fraction: float = _opt(0.15, "fraction of records (per class x severity) for validation",
-                               min=0.0, max=0.5)
-    test_fraction: float = _opt(0.15, "fraction of records (per class x severity) for the test split",
-                                min=0.0, max=0.5)
+    split: str = _opt("record", "how records are split: record (whole recordings, stratified by "
+                      "class), time (each recording cut in time: train, val, test parts) or group "
+                      "(hold out metadata values, e.g. loads)", choices=["record", "time", "group"])
+    val_fraction: float = _opt(0.15, "fraction of records (record, group) or of each recording's "
+                               "duration (time) for validation", min=0.0, max=0.5)
+    test_fraction: float = _opt(0.15, "fraction of records (record) or of each recording's "
+                                "duration (time) for the test split", min=0.0, max=0.5)
+    split_gap: Optional[int] = _opt(None, "time split: samples left out between the parts "
+                                    "(default: one window_length)", min=0)
+    group_key: str = _opt("load", "group split: the metadata column whose values are held out")
+    test_groups: list = _opt([], "group split: values of group_key for the test split, e.g. "
+                             "[1, 2, 3]")
+    val_groups: list = _opt([], "group split: values of group_key for validation (empty: "
+                            "val_fraction of the remaining records)")
     batch_size: int = _opt(32, "windows per batch (per process)", min=1)
     num_workers: int = _opt(0, "DataLoader worker processes (0 = load in the main process)", min=0)
 
