@@ -66,3 +66,23 @@ def test_distillation_from_the_config(tmp_path):
     with pytest.raises(ConfigError, match="needs distillation.teacher"):
         run_training(_config(tmp_path, name="no-teacher", trainer="distillation"),
                      progress_bar=False)
+
+
+@pytest.mark.parametrize("model", ["cnn1d", "hybrid_pinn"])
+def test_physics_informed_training_from_the_config(tmp_path, model):
+    config = _config(tmp_path, trainer="pinn", model={"name": model},
+                     physics={"weight": 0.2, "warmup_epochs": 1},
+                     callbacks={"early_stopping": {"monitor": "val_classification_loss"}})
+    result = run_training(config, progress_bar=False)
+    history = result.history
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_physics_loss",
+                "val_physics_loss", "train_classification_loss", "val_constraint_loss"):
+        assert key in history, key
+    # warm-up: lambda is 0 in epoch 1, so the total is the classification loss alone
+    assert history["train_loss"][0] == pytest.approx(history["train_classification_loss"][0])
+    assert history["train_loss"][1] > history["train_classification_loss"][1]
+    loaded, meta = load_model_for_evaluation(result.run_dir / "checkpoints/best_model.pth",
+                                             device="cpu")
+    assert type(loaded).__name__ == meta["model_class"]
+    x, _, _ = next(iter(result.data.test_loader))
+    assert loaded(x).shape == (x.shape[0], 11)  # model.forward(x) -> logits, no metadata needed

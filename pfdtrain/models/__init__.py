@@ -22,16 +22,18 @@ from torch import nn
 
 from pfdtrain.models.cnn1d import CNN1D
 from pfdtrain.models.cnn_lstm import CNNLSTM
+from pfdtrain.models.hybrid_pinn import HybridPINN
 from pfdtrain.models.layers import ModelError
 from pfdtrain.models.resnet1d import ResNet18_1D
 
-__all__ = ["CNN1D", "ResNet18_1D", "CNNLSTM", "MODEL_REGISTRY", "ModelError", "build_model",
-           "get_model_class"]
+__all__ = ["CNN1D", "ResNet18_1D", "CNNLSTM", "HybridPINN", "MODEL_REGISTRY", "ModelError",
+           "build_model", "get_model_class"]
 
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {
     "cnn1d": CNN1D,
     "resnet18_1d": ResNet18_1D,
     "cnn_lstm": CNNLSTM,
+    "hybrid_pinn": HybridPINN,
 }
 
 
