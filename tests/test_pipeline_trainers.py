@@ -76,7 +76,7 @@ def test_physics_informed_training_from_the_config(tmp_path, model):
     result = run_training(config, progress_bar=False)
     history = result.history
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_physics_loss",
-                "val_physics_loss", "train_classification_loss", "val_constraint_loss"):
+                "val_physics_loss", "train_classification_loss", "val_auxiliary_loss"):
         assert key in history, key
     # warm-up: lambda is 0 in epoch 1, so the total is the classification loss alone
     assert history["train_loss"][0] == pytest.approx(history["train_classification_loss"][0])

@@ -337,6 +337,33 @@ class MultiTaskLoss(nn.Module):
         self.register_buffer("w_aux", torch.tensor(_check_real(
             "auxiliary_weight", auxiliary_weight, 0.0), dtype=torch.float32))
 
+    def terms(self, outputs: Tensor, targets: Tensor, signal: Tensor,
+              metadata: Optional[Mapping[str, Any]] = None) -> dict[str, Tensor]:
+        """
+        The weighted total and each unweighted term, as tensors (no host sync).
+
+        Args:
+            outputs: predicted logits ``[B, num_classes]``.
+            targets: ground-truth labels ``[B]``.
+            signal: the input windows ``[B, 1, L]`` (for the physics term).
+            metadata: optional operating metadata (for the physics and auxiliary terms).
+
+        Returns:
+            ``{"classification_loss", "physics_loss", "auxiliary_loss", "total_loss"}``;
+            only ``total_loss`` is meant for ``backward``.
+        """
+        loss_cls = self.classification_loss(outputs, targets).float()
+        zero = loss_cls.new_zeros(())
+        loss_phys = (self.physics_loss(signal, outputs, metadata).float()
+                     if self.physics_loss is not None else zero)
+        loss_aux = (self.auxiliary_loss(outputs, metadata).float()
+                    if self.auxiliary_loss is not None and metadata else zero)
+
+        # Combine with weights
+        total_loss = self.w_cls * loss_cls + self.w_phys * loss_phys + self.w_aux * loss_aux
+        return {"classification_loss": loss_cls, "physics_loss": loss_phys,
+                "auxiliary_loss": loss_aux, "total_loss": total_loss}
+
     def forward(self, outputs: Tensor, targets: Tensor, signal: Tensor,
                 metadata: Optional[Mapping[str, Any]] = None
                 ) -> tuple[Tensor, dict[str, float]]:
@@ -354,17 +381,7 @@ class MultiTaskLoss(nn.Module):
             ``classification_loss``, ``physics_loss``, ``auxiliary_loss``, ``total_loss``
             (one host transfer for all four).
         """
-        loss_cls = self.classification_loss(outputs, targets).float()
-        zero = loss_cls.new_zeros(())
-        loss_phys = (self.physics_loss(signal, outputs, metadata).float()
-                     if self.physics_loss is not None else zero)
-        loss_aux = (self.auxiliary_loss(outputs, metadata).float()
-                    if self.auxiliary_loss is not None and metadata else zero)
-
-        # Combine with weights
-        total_loss = self.w_cls * loss_cls + self.w_phys * loss_phys + self.w_aux * loss_aux
-
+        terms = self.terms(outputs, targets, signal, metadata)
         # Return breakdown for logging
-        values = torch.stack([loss_cls, loss_phys, loss_aux, total_loss]).detach().tolist()
-        return total_loss, dict(zip(("classification_loss", "physics_loss", "auxiliary_loss",
-                                     "total_loss"), values))
+        values = torch.stack(list(terms.values())).detach().tolist()
+        return terms["total_loss"], dict(zip(terms, values))

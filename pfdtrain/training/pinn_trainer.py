@@ -2,8 +2,9 @@
 
 Same loop, callbacks and checkpoints as ``CNNTrainer``; only the loss differs:
 ``loss = classification + λ · (frequency consistency + constraint_weight · constraints)``,
-with λ constant or ramped up over the first epochs. History gains ``train_physics_loss``
-and ``val_physics_loss`` (guide §1.2 optional keys) and the constraint term.
+combined by the guide's ``MultiTaskLoss``, with λ constant or ramped up over the first
+epochs. History gains ``train_physics_loss`` and ``val_physics_loss`` (guide §1.2 optional
+keys), ``*_classification_loss`` and ``*_auxiliary_loss`` (the constraint term).
 
 Example:
     >>> trainer = PINNTrainer(model, train_loader, val_loader, optimizer=opt,
@@ -22,6 +23,7 @@ from torch import nn
 
 from pfdtrain.errors import TrainingError
 from pfdtrain.training.cnn_trainer import CNNTrainer
+from pfdtrain.training.physics_loss_functions import MultiTaskLoss
 
 
 class PINNTrainer(CNNTrainer):
@@ -44,11 +46,15 @@ class PINNTrainer(CNNTrainer):
                  constraint_loss: Optional[nn.Module] = None, physics_weight: float = 0.1,
                  constraint_weight: float = 0.05, warmup_epochs: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.physics_loss = physics_loss.to(self.device)
-        self.constraint_loss = constraint_loss.to(self.device) if constraint_loss else None
         self.physics_weight = physics_weight
         self.constraint_weight = constraint_weight
         self.warmup_epochs = warmup_epochs
+        # The guide's MultiTaskLoss (§3.4) combines the terms; its physics and auxiliary
+        # weights are set to λ and λ·constraint_weight at the start of every batch.
+        self.multitask = MultiTaskLoss(
+            classification_weight=1.0, physics_weight=physics_weight,
+            auxiliary_weight=physics_weight * constraint_weight, physics_loss=physics_loss,
+            auxiliary_loss=constraint_loss, classification_loss=self.criterion).to(self.device)
         # Physics-informed models (HybridPINN) also take the operating conditions.
         self._model_takes_metadata = "metadata" in inspect.signature(
             self.unwrapped_model.forward).parameters
@@ -68,13 +74,10 @@ class PINNTrainer(CNNTrainer):
         inputs, targets, metadata = batch[0], batch[1], batch[2]
         logits = (self.model(inputs, metadata) if self._model_takes_metadata
                   else self.model(inputs))
-        classification = self.criterion(logits, targets)
+        lam = self.physics_lambda
+        self.multitask.w_phys.fill_(lam)
+        self.multitask.w_aux.fill_(lam * self.constraint_weight)
         # Spectra in float32: FFTs have no bf16 kernels and the evidence needs the precision.
-        physics = self.physics_loss(inputs.float(), logits.float(), metadata)
-        extra = {"classification_loss": classification, "physics_loss": physics}
-        physics_total = physics
-        if self.constraint_loss is not None:
-            constraint = self.constraint_loss(logits.float(), metadata)
-            extra["constraint_loss"] = constraint
-            physics_total = physics_total + self.constraint_weight * constraint
-        return classification + self.physics_lambda * physics_total, logits, targets, extra
+        terms = self.multitask.terms(logits.float(), targets, inputs.float(), metadata)
+        total = terms.pop("total_loss")
+        return total, logits, targets, terms
