@@ -3,6 +3,8 @@
     pfdtrain train [--config my.yaml] [--set optimizer.lr=3e-4 ...]
     pfdtrain resume runs/<name> [--epochs N]
     pfdtrain inspect runs/<name>/checkpoints/best_model.pth
+    pfdtrain evaluate runs/<name>/checkpoints/best_model.pth [--data file.h5] [--split test]
+    pfdtrain predict runs/<name>/checkpoints/best_model.pth recording.mat [--variable X]
     pfdtrain config                      # the full default config, commented
 """
 
@@ -118,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("checkpoint", type=Path)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
+
+    from pfdtrain.evaluation.evaluate import add_evaluate_parser
+    from pfdtrain.evaluation.predict import add_predict_parser
+
+    add_evaluate_parser(sub)
+    add_predict_parser(sub)
 
     config = sub.add_parser("config", help="print the full configuration, commented")
     add_config_args(config)

@@ -18,6 +18,7 @@ import torch
 from pfdtrain.config.training_config import ConfigError, TrainingConfig
 from pfdtrain.data import DataBundle, build_dataloaders
 from pfdtrain.evaluation.metrics import classification_report
+from pfdtrain.evaluation.plots import plot_history
 from pfdtrain.models import build_model
 from pfdtrain.training.checkpoint import CheckpointError, load_checkpoint_file, newest_good_checkpoint
 from pfdtrain.training.cnn_callbacks import (Callback, DashboardEventWriter, EarlyStoppingCallback,
@@ -241,6 +242,7 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
                                   f"the same data")
     history = trainer.fit(config.num_epochs)
     write_json(run_dir / "history.json", history)
+    plot_history(history, run_dir / "history.png")
 
     test_metrics = None
     if data.test_loader is not None:

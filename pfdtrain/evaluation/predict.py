@@ -1,0 +1,250 @@
+"""Diagnose one recording with a trained checkpoint (``pfdtrain predict``).
+
+The recording is cut into the model's windows with its training stride and normalised exactly
+as in training (the same :class:`~pfdtrain.data.dataset.WindowDataset` code path); the
+diagnosis is the class of highest mean probability over the windows (soft vote), with the
+per-window hard votes alongside so a mixed recording is visible.
+
+Example:
+    >>> result = predict_recording(Path("runs/x/checkpoints/best_model.pth"), Path("pump7.mat"),
+    ...                            variable="DE_time", sampling_rate=12000)
+    >>> result["class"], result["probability"], result["votes"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from pfdtrain.evaluation.evaluate import EvaluationError, predict_logits, softmax
+
+PathLike = Union[str, Path]
+
+
+def _read_recording(path: Path, variable: Optional[str], column: Optional[Union[str, int]]
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(signal float64 1-D, info)`` via :func:`pfdtrain.data.importing.read_signal`.
+
+    Imported lazily: the .mat/.csv readers (scipy) are only needed when predicting.
+    """
+    from pfdtrain.data.importing import read_signal
+
+    if not path.is_file():
+        raise EvaluationError(f"recording {path} does not exist; pass the path of a .mat, .npy "
+                              f"or .csv file")
+    signal, info = read_signal(path, variable=variable, column=column)
+    return np.asarray(signal, dtype=np.float64), dict(info or {})
+
+
+def _json_safe(value: Any) -> Any:
+    """Reader info made printable as JSON (numpy scalars, paths, arrays)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optional[str] = None,
+                      column: Optional[Union[str, int]] = None,
+                      sampling_rate: Optional[float] = None,
+                      device: Union[str, torch.device] = "auto") -> dict[str, Any]:
+    """Classify one vibration recording with a trained checkpoint.
+
+    Args:
+        checkpoint: a pfdtrain checkpoint (``runs/<name>/checkpoints/best_model.pth``).
+        recording: a ``.mat``, ``.npy`` or ``.csv`` file holding one channel.
+        variable: the ``.mat`` variable to read (default: the reader's choice).
+        column: the ``.csv`` column (name or index) to read.
+        sampling_rate: the recording's sampling rate in Hz, when the file does not store it.
+            A known rate must equal the model's; when none is known, the model's is assumed
+            and the result says so (``sampling_rate_source == "assumed"``).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+
+    Returns:
+        ``{"class", "class_index", "probability" (mean softmax of that class over the
+        windows), "probabilities" ({class: mean softmax}), "votes" ({class: windows whose
+        top class it is}, every class listed), "window_predictions" ([{"window",
+        "start_sample", "start_s", "class", "probability"}]), "num_windows",
+        "window_length", "window_stride", "normalization", "sampling_rate",
+        "sampling_rate_source" ("argument", "file" or "assumed"), "duration_s", "notes",
+        "recording", "checkpoint", "model_class", "source_info"}``.
+
+    Raises:
+        EvaluationError: missing file, a sampling rate other than the model's, or a
+            recording shorter than one window.
+        RecordingError: (a ``DataError``, from
+            :func:`pfdtrain.data.importing.read_signal`) unreadable file, unknown format,
+            missing/ambiguous variable or column, NaN/inf samples.
+        CheckpointError: the checkpoint cannot be loaded.
+
+    Example:
+        >>> r = predict_recording("runs/x/checkpoints/best_model.pth", "bearing.npy",
+        ...                       sampling_rate=6400)
+        >>> print(r["class"], f"{r['probability']:.2f}", r["votes"])
+        outer_race 0.91 {'healthy': 0, ..., 'outer_race': 5, ...}
+    """
+    from pfdtrain.data.dataset import NORMALIZATIONS, WindowDataset
+    from pfdtrain.evaluation.loading import load_model_for_evaluation
+    from pfdtrain.pipeline import resolve_device
+
+    checkpoint, recording = Path(checkpoint), Path(recording)
+    model, metadata = load_model_for_evaluation(checkpoint, device=resolve_device(str(device)))
+    class_names = list(metadata.get("class_names") or [])
+    model_rate = metadata.get("sampling_rate")
+    window = metadata.get("input_length")
+    data_cfg = (metadata.get("config") or {}).get("data") or {}
+    if not class_names or model_rate is None or window is None:
+        raise EvaluationError(f"{checkpoint} does not record its class names, sampling rate and "
+                              f"input length, so a recording cannot be prepared for it; use a "
+                              f"checkpoint saved by pfdtrain's trainer")
+    window = int(window)
+    model_rate = float(model_rate)
+    stride = int(data_cfg.get("window_stride") or window)
+    normalization = data_cfg.get("normalization", "zscore")
+    if normalization not in NORMALIZATIONS:
+        raise EvaluationError(f"{checkpoint} was trained with an unknown normalisation "
+                              f"{normalization!r}")
+
+    signal, info = _read_recording(recording, variable, column)
+    notes: list[str] = []
+    file_rate = info.get("sampling_rate")
+    if sampling_rate is not None and file_rate is not None and not math.isclose(
+            float(sampling_rate), float(file_rate), rel_tol=1e-6):
+        raise EvaluationError(f"{recording} states a sampling rate of {float(file_rate):g} Hz "
+                              f"but {float(sampling_rate):g} Hz was given; drop the "
+                              f"sampling-rate argument or fix the file")
+    if sampling_rate is not None:
+        rate, rate_source = float(sampling_rate), "argument"
+    elif file_rate is not None:
+        rate, rate_source = float(file_rate), "file"
+    else:
+        rate, rate_source = model_rate, "assumed"
+        notes.append(f"the recording's sampling rate is unknown; assumed the model's "
+                     f"{model_rate:g} Hz (pass the sampling rate to have it checked)")
+    if not math.isclose(rate, model_rate, rel_tol=1e-6):
+        raise EvaluationError(
+            f"{recording} is sampled at {rate:g} Hz, but {checkpoint} was trained at "
+            f"{model_rate:g} Hz; fault frequencies would be misread. Resample the recording "
+            f"to {model_rate:g} Hz first (e.g. scipy.signal.resample_poly).")
+
+    if signal.ndim != 1:
+        raise EvaluationError(f"{recording} gave an array of shape {signal.shape}; pick one "
+                              f"channel (variable/column)")
+    bad = int(np.count_nonzero(~np.isfinite(signal)))
+    if bad:
+        raise EvaluationError(f"{recording} has {bad} non-finite samples (NaN/inf); clean or "
+                              f"cut them out before predicting")
+    if signal.shape[0] < window:
+        raise EvaluationError(
+            f"{recording} has {signal.shape[0]} samples ({signal.shape[0] / rate:g} s), fewer "
+            f"than one model window of {window} samples ({window / rate:g} s at "
+            f"{model_rate:g} Hz); record at least {window / rate:g} s")
+
+    # Training stores signals as float32 and normalises each float32 window; doing the same
+    # here (through the same class) gives bit-identical model inputs.
+    samples = signal.astype(np.float32)
+    dataset = WindowDataset(samples, np.array([0, samples.shape[0]], dtype=np.int64),
+                            np.zeros(1, dtype=np.int64), window, stride, normalization,
+                            record_ids=[recording.name])
+    batch_size = int(data_cfg.get("batch_size") or 32)
+    logits, _ = predict_logits(model, dataset, batch_size)
+    probs = softmax(logits)
+    top = probs.argmax(axis=1)
+    mean = probs.mean(axis=0)
+    best = int(mean.argmax())
+    votes = np.bincount(top, minlength=len(class_names))
+    if int(votes.argmax()) != best:
+        notes.append(f"the window majority ({class_names[int(votes.argmax())]}) differs from "
+                     f"the mean-probability diagnosis; the recording may be mixed or "
+                     f"borderline")
+    starts = dataset.window_starts
+    return {
+        "class": class_names[best],
+        "class_index": best,
+        "probability": float(mean[best]),
+        "probabilities": {name: float(mean[i]) for i, name in enumerate(class_names)},
+        "votes": {name: int(votes[i]) for i, name in enumerate(class_names)},
+        "window_predictions": [
+            {"window": i, "start_sample": int(starts[i]), "start_s": float(starts[i] / rate),
+             "class": class_names[int(top[i])], "probability": float(probs[i, top[i]])}
+            for i in range(dataset.num_windows)],
+        "num_windows": int(dataset.num_windows),
+        "window_length": window,
+        "window_stride": stride,
+        "normalization": normalization,
+        "sampling_rate": rate,
+        "sampling_rate_source": rate_source,
+        "duration_s": float(signal.shape[0] / rate),
+        "notes": notes,
+        "recording": str(recording),
+        "checkpoint": str(checkpoint),
+        "model_class": metadata.get("model_class"),
+        "source_info": _json_safe(info),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# CLI hook
+# --------------------------------------------------------------------------------------------
+
+def _column(value: str) -> Union[str, int]:
+    """A CSV column given on the command line: an index when it is a number, else a name."""
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    result = predict_recording(Path(args.checkpoint), Path(args.recording),
+                               variable=args.variable, column=args.column,
+                               sampling_rate=args.sampling_rate, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['class']}  (probability {result['probability']:.3f})")
+    votes = sorted(((n, c) for c, n in result["votes"].items() if n), reverse=True)
+    print("votes: " + ", ".join(f"{c} {n}" for n, c in votes)
+          + f"  ({result['num_windows']} windows of {result['window_length']} samples at "
+          f"{result['sampling_rate']:g} Hz)")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``predict <checkpoint> <recording> [--variable X] [--column C]
+    [--sampling-rate HZ] [--json]``.
+
+    Args:
+        subparsers: the object ``ArgumentParser.add_subparsers()`` returned.
+
+    Returns:
+        The ``predict`` sub-parser (its handler is set with ``set_defaults(func=...)``).
+
+    Example:
+        >>> sub = parser.add_subparsers(dest="command", required=True)
+        >>> add_predict_parser(sub)  # then: args = parser.parse_args(); args.func(args)
+    """
+    p = subparsers.add_parser(
+        "predict", help="diagnose one recording (.mat, .npy, .csv) with a checkpoint",
+        description="Cut a recording into the model's windows, classify each and print the "
+                    "diagnosis (highest mean probability) with the per-window votes.")
+    p.add_argument("checkpoint", type=Path, help="e.g. runs/<name>/checkpoints/best_model.pth")
+    p.add_argument("recording", type=Path, help="the recording: .mat, .npy or .csv")
+    p.add_argument("--variable", help=".mat: the variable holding the signal")
+    p.add_argument("--column", type=_column, help=".csv: the column (name or 0-based index)")
+    p.add_argument("--sampling-rate", type=float, metavar="HZ",
+                   help="the recording's sampling rate (checked against the model's)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=_cmd_predict)
+    return p
