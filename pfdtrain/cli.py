@@ -5,6 +5,7 @@
     pfdtrain inspect runs/<name>/checkpoints/best_model.pth
     pfdtrain evaluate runs/<name>/checkpoints/best_model.pth [--data file.h5] [--split test]
     pfdtrain predict runs/<name>/checkpoints/best_model.pth recording.mat [--variable X]
+    pfdtrain data import --manifest recordings.csv --out data/mine.h5
     pfdtrain config                      # the full default config, commented
 """
 
@@ -121,11 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
 
+    from pfdtrain.data.importing import add_data_parser
     from pfdtrain.evaluation.evaluate import add_evaluate_parser
     from pfdtrain.evaluation.predict import add_predict_parser
 
     add_evaluate_parser(sub)
     add_predict_parser(sub)
+    add_data_parser(sub)
 
     config = sub.add_parser("config", help="print the full configuration, commented")
     add_config_args(config)

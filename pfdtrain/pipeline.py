@@ -167,7 +167,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
         config=config,
         metadata={"class_names": list(data.class_names), "dataset_hash": data.content_hash,
                   "sampling_rate": float(data.sampling_rate), "input_length": data.input_length,
-                  "dataset_path": str(data.path)},
+                  "dataset_path": str(data.path), "split": data.split_info},
     )
     if config.trainer == "pinn":
         from pfdtrain.training.physics_loss_functions import (FrequencyConsistencyLoss,
@@ -251,6 +251,7 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
                                        data.class_names)
         test_metrics = {"test_loss": metrics["test_loss"], **report,
                         "dataset": str(data.path), "dataset_hash": data.content_hash,
+                        "split": {k: v for k, v in data.split_info.items() if k != "ids"},
                         "epochs_trained": trainer.epochs_completed}
         write_json(run_dir / "test_metrics.json", test_metrics)
         logger.info(f"Test: Loss: {metrics['test_loss']:.4f}, Acc: {report['accuracy']:.2f}%, "

@@ -19,7 +19,10 @@ from pfdtrain.data.dataset import (
     read_dataset,
     write_dataset,
 )
+from pfdtrain.data.importing import (RecordingError, import_cwru, import_manifest,
+                                     read_signal)
 from pfdtrain.data.sampler import EpochShuffleSampler
+from pfdtrain.data.splits import make_splits, resolve_splits
 from pfdtrain.data.synthetic import CLASS_NAMES, SEVERITY_NAMES, generate_record, generate_records
 
 __all__ = [
@@ -39,4 +42,10 @@ __all__ = [
     "LoadedDataset",
     "read_dataset",
     "write_dataset",
+    "RecordingError",
+    "read_signal",
+    "import_manifest",
+    "import_cwru",
+    "make_splits",
+    "resolve_splits",
 ]

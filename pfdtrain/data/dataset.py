@@ -1,13 +1,15 @@
-"""Datasets on disk (HDF5), record-level splits, windows and DataLoaders (docs/data.md).
+"""Datasets on disk (HDF5), splits that do not leak, windows and DataLoaders (docs/data.md).
 
-One HDF5 file holds a whole dataset, already split by *record*: every window of a recording
-lives in the same split, so no part of a test recording is ever seen in training. Records
-may have any length (real recordings do); each split stores its records concatenated in one
-float32 array with an offsets table, so a window is a cheap view into that array.
+One HDF5 file holds a whole dataset. Synthetic files are stored already split by *record*:
+every window of a recording lives in the same split, so no part of a test recording is ever
+seen in training. Imported recordings (``pfdtrain data import``) are stored *unsplit* (one
+``records`` group); :func:`build_dataloaders` splits them when loading, by the strategy of
+``data.split`` (record, time or group; :mod:`pfdtrain.data.splits`), and checks the result
+for leakage. Records may have any length (real recordings do); each split stores its records
+concatenated in one float32 array with an offsets table, so a window is a cheap view into it.
 
 Example:
     >>> from pfdtrain.config.training_config import TrainingConfig
-from pfdtrain.errors import PfdtrainError
     >>> bundle = build_dataloaders(TrainingConfig())
     >>> x, y = next(iter(bundle.train_loader))
     >>> x.shape, y.dtype
@@ -48,6 +50,8 @@ logger = get_logger(__name__)
 
 FORMAT = "pfdtrain-dataset-v1"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+UNSPLIT = "records"  # the one group of an unsplit file (split_strategy "none")
+SPLIT_STRATEGIES: tuple[str, ...] = ("record", "time", "group", "none")
 NORMALIZATIONS: tuple[str, ...] = ("none", "zscore", "minmax", "rms")
 
 
@@ -56,7 +60,8 @@ class DataError(PfdtrainError, ValueError):
 
 
 class DataLeakageError(DataError):
-    """The same record appears in more than one split (test results would be inflated)."""
+    """The same record (or the same samples of one recording) appears in more than one split
+    (test results would be inflated)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,6 +79,12 @@ class RecordSplit:
         record_ids: N unique strings (e.g. ``syn-000123``).
         severities: int64 [N]; -1 where unknown (real recordings).
         metadata: float64 [N] arrays, one per operating variable (NaN where unknown).
+        sources: N strings, the source recording each record was cut from. Defaults to
+            ``record_ids`` (every record is a whole recording); a time split's pieces
+            ``rec-7#train`` and ``rec-7#test`` both have source ``rec-7``.
+        ranges: int64 [N, 2], the ``[start, end)`` samples of each record inside its source.
+            Defaults to ``[0, length)`` (the whole recording). The leakage check uses
+            sources and ranges: pieces of one recording in two splits must not overlap.
     """
 
     signals: np.ndarray
@@ -82,6 +93,21 @@ class RecordSplit:
     record_ids: list[str]
     severities: np.ndarray
     metadata: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    sources: Optional[list[str]] = None
+    ranges: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        # Filled here (not by callers) so every existing constructor call keeps working and
+        # whole recordings need no bookkeeping.
+        if self.sources is None:
+            self.sources = list(self.record_ids)
+        else:
+            self.sources = [str(x) for x in self.sources]
+        if self.ranges is None:
+            lengths = np.diff(np.asarray(self.record_offsets, dtype=np.int64))
+            self.ranges = np.stack([np.zeros_like(lengths), lengths], axis=1).reshape(-1, 2)
+        else:
+            self.ranges = np.asarray(self.ranges, dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -91,15 +117,75 @@ class RecordSplit:
         """Samples per record (int64 [N])."""
         return np.diff(self.record_offsets)
 
+    @property
+    def has_default_provenance(self) -> bool:
+        """True when every record is a whole recording (sources = ids, ranges = [0, length)).
+
+        Such files store no ``sources``/``ranges`` datasets, so files written before these
+        fields existed keep their layout and content hash.
+        """
+        lengths = np.diff(np.asarray(self.record_offsets, dtype=np.int64))
+        return (list(self.sources) == list(self.record_ids)
+                and self.ranges.shape == (len(lengths), 2)
+                and bool(np.all(self.ranges[:, 0] == 0))
+                and bool(np.array_equal(self.ranges[:, 1], lengths)))
+
     def record(self, i: int) -> np.ndarray:
         """Record ``i`` as a view (no copy)."""
         return self.signals[self.record_offsets[i]:self.record_offsets[i + 1]]
 
+    def subset(self, indices: Sequence[int]) -> "RecordSplit":
+        """A new split holding records ``indices`` (in that order), signals copied.
+
+        Example:
+            >>> split.subset([2, 0]).record_ids
+            ['r-c', 'r-a']
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        records = [self.record(int(i)) for i in idx]
+        return RecordSplit.from_records(
+            records, self.labels[idx], [self.record_ids[i] for i in idx], self.severities[idx],
+            {k: v[idx] for k, v in self.metadata.items()},
+            sources=[self.sources[i] for i in idx], ranges=self.ranges[idx])
+
+    @classmethod
+    def concat(cls, splits: Sequence["RecordSplit"]) -> "RecordSplit":
+        """All records of ``splits`` in one split (e.g. to pool train/val/test and re-split).
+
+        Metadata columns missing from some splits are NaN for their records.
+
+        Example:
+            >>> pool = RecordSplit.concat([data.splits[k] for k in ("train", "val", "test")])
+        """
+        parts = [s for s in splits if s is not None]
+        keys = sorted({k for s in parts for k in s.metadata})
+        records = [s.record(i) for s in parts for i in range(len(s))]
+        meta = {k: np.concatenate([s.metadata[k] if k in s.metadata
+                                   else np.full(len(s), np.nan) for s in parts]
+                                  + [np.zeros(0)]) for k in keys}
+        return cls.from_records(
+            records, np.concatenate([s.labels for s in parts] + [np.zeros(0, np.int64)]),
+            [r for s in parts for r in s.record_ids],
+            np.concatenate([s.severities for s in parts] + [np.zeros(0, np.int64)]), meta,
+            sources=[x for s in parts for x in s.sources],
+            ranges=np.concatenate([s.ranges for s in parts] + [np.zeros((0, 2), np.int64)]))
+
     @classmethod
     def from_records(cls, records: Sequence[np.ndarray], labels: Sequence[int],
                      record_ids: Sequence[str], severities: Optional[Sequence[int]] = None,
-                     metadata: Optional[Mapping[str, Sequence[float]]] = None) -> "RecordSplit":
+                     metadata: Optional[Mapping[str, Sequence[float]]] = None, *,
+                     sources: Optional[Sequence[str]] = None,
+                     ranges: Optional[np.ndarray] = None) -> "RecordSplit":
         """Build a split from records of any length (e.g. imported real recordings).
+
+        Args:
+            records: 1-D arrays (stored as float32).
+            labels: class index of each record.
+            record_ids: unique names.
+            severities: 0..3 or -1 (unknown, the default).
+            metadata: ``{name: one float per record}``.
+            sources: source recording of each record (default: ``record_ids``).
+            ranges: ``[N, 2]`` sample range of each record in its source (default: whole).
 
         Example:
             >>> split = RecordSplit.from_records([np.zeros(8000), np.ones(9000)], [0, 3],
@@ -117,7 +203,8 @@ class RecordSplit:
                else np.asarray(severities, dtype=np.int64))
         meta = {k: np.asarray(v, dtype=np.float64) for k, v in (metadata or {}).items()}
         return cls(signals, offsets, np.asarray(labels, dtype=np.int64), list(record_ids), sev,
-                   meta)
+                   meta, sources=None if sources is None else list(sources),
+                   ranges=None if ranges is None else np.asarray(ranges, np.int64))
 
 
 @dataclasses.dataclass
@@ -131,18 +218,26 @@ class LoadedDataset:
     source: str
     content_hash: str
     generator_config: Optional[dict]
+    split_strategy: str = "record"  # "none": one unsplit "records" group (imported data)
 
 
 # --------------------------------------------------------------------------------------------
 # Hashing, writing, reading
 # --------------------------------------------------------------------------------------------
 
+def _split_names(splits: Mapping[str, Any]) -> tuple[str, ...]:
+    """The group names a file with these splits stores: ``records`` (unsplit) or SPLITS."""
+    return (UNSPLIT,) if UNSPLIT in splits else SPLITS
+
+
 def content_hash(splits: Mapping[str, RecordSplit], class_names: Sequence[str],
                  sampling_rate: float) -> str:
     """sha256 (hex) over every stored array, the record ids, class names and sampling rate.
 
     The arrays are hashed in a fixed order with their dtype and shape in canonical
-    little-endian form, so the same data gives the same hash on any machine.
+    little-endian form, so the same data gives the same hash on any machine. An unsplit
+    dataset (``{"records": split}``) hashes its one group; ``sources``/``ranges`` enter the
+    hash only where they differ from the defaults, so older files keep their hash.
     """
     h = hashlib.sha256()
 
@@ -151,7 +246,7 @@ def content_hash(splits: Mapping[str, RecordSplit], class_names: Sequence[str],
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
         h.update(arr.tobytes())
 
-    for split_name in SPLITS:
+    for split_name in _split_names(splits):
         split = splits[split_name]
         add(f"{split_name}/signals", split.signals, "<f4")
         add(f"{split_name}/record_offsets", split.record_offsets, "<i8")
@@ -160,6 +255,9 @@ def content_hash(splits: Mapping[str, RecordSplit], class_names: Sequence[str],
         h.update(f"{split_name}/record_ids|".encode() + json.dumps(list(split.record_ids)).encode())
         for key in sorted(split.metadata):
             add(f"{split_name}/metadata/{key}", split.metadata[key], "<f8")
+        if not split.has_default_provenance:
+            h.update(f"{split_name}/sources|".encode() + json.dumps(list(split.sources)).encode())
+            add(f"{split_name}/ranges", split.ranges, "<i8")
     h.update(json.dumps(list(class_names)).encode())
     h.update(repr(float(sampling_rate)).encode())
     return h.hexdigest()
@@ -178,6 +276,11 @@ def _validate_split(name: str, split: RecordSplit, where: str) -> None:
     for key, arr in split.metadata.items():
         if arr.shape != (n,):
             problems.append(f"metadata/{key} has shape {arr.shape}, expected ({n},)")
+    if len(split.sources) != n or split.ranges.shape != (n, 2):
+        problems.append("sources/ranges do not have one entry per record")
+    elif off.shape == (n + 1,) and not np.array_equal(split.ranges[:, 1] - split.ranges[:, 0],
+                                                       np.diff(off)):
+        problems.append("ranges (end - start) do not match the record lengths")
     if problems:
         raise DataError(f"{where}: split '{name}' is malformed: {'; '.join(problems)}. "
                         f"Rewrite the file with pfdtrain.data.dataset.write_dataset.")
@@ -185,7 +288,8 @@ def _validate_split(name: str, split: RecordSplit, where: str) -> None:
 
 def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
                   class_names: Sequence[str], sampling_rate: float, source: str,
-                  generator_config: Optional[dict] = None) -> str:
+                  generator_config: Optional[dict] = None,
+                  split_strategy: Optional[str] = None) -> str:
     """Write a dataset file atomically (temp file in the same folder, then ``os.replace``).
 
     An interrupted write never leaves a partial file under ``path``, and concurrent writers
@@ -194,22 +298,44 @@ def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
     Args:
         path: destination ``.h5`` file; its folder is created.
         splits: ``{"train": ..., "val": ..., "test": ...}``; a missing split is written empty.
+            With ``split_strategy="none"``: ``{"records": ...}``, all records unsplit.
         class_names: name of every class index.
         sampling_rate: samples per second of every record.
         source: ``"synthetic"`` or a description of the real data's origin.
         generator_config: settings that produced the data (stored as JSON), or None.
+        split_strategy: ``"record"``, ``"time"`` or ``"group"`` for a file stored split
+            that way, ``"none"`` for an unsplit file that :func:`build_dataloaders` splits by
+            ``data.split`` when loading. Default: ``"none"`` when ``splits`` has a
+            ``records`` entry, else ``"record"`` (so ``read_dataset`` → ``write_dataset``
+            round-trips either kind).
 
     Returns:
         The content hash stored in the file.
+
+    Raises:
+        DataError: malformed split, unknown split name or strategy.
 
     Example:
         >>> split = RecordSplit.from_records([np.zeros(8000)], [0], ["rig-a-001"])
         >>> write_dataset("rig.h5", {"train": split}, class_names=CLASS_NAMES,
         ...               sampling_rate=6400.0, source="test rig A")  # doctest: +SKIP
+        >>> write_dataset("mine.h5", {"records": split}, class_names=["normal"],
+        ...               sampling_rate=12000.0, source="my rig",
+        ...               split_strategy="none")  # doctest: +SKIP
     """
     path = Path(path)
+    if split_strategy is None:
+        split_strategy = "none" if UNSPLIT in splits else "record"
+    if split_strategy not in SPLIT_STRATEGIES:
+        raise DataError(f"{path}: unknown split_strategy {split_strategy!r}; choose one of "
+                        f"{SPLIT_STRATEGIES}.")
+    names = (UNSPLIT,) if split_strategy == "none" else SPLITS
+    unknown = sorted(set(splits) - set(names))
+    if unknown:
+        raise DataError(f"{path}: split name(s) {unknown} are not stored with split_strategy "
+                        f"{split_strategy!r}; use {list(names)}.")
     empty = RecordSplit.from_records([], [], [])
-    full = {name: splits[name] if splits.get(name) is not None else empty for name in SPLITS}
+    full = {name: splits[name] if splits.get(name) is not None else empty for name in names}
     for name, split in full.items():
         _validate_split(name, split, str(path))
     digest = content_hash(full, class_names, sampling_rate)
@@ -220,7 +346,7 @@ def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
             f.attrs["sampling_rate"] = float(sampling_rate)
             f.attrs["source"] = source
             f.attrs["generator_config"] = json.dumps(generator_config, sort_keys=True)
-            f.attrs["split_strategy"] = "record"
+            f.attrs["split_strategy"] = split_strategy
             f.attrs["content_hash"] = digest
             for name, split in full.items():
                 g = f.create_group(name)
@@ -233,6 +359,10 @@ def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
                 meta = g.create_group("metadata")
                 for key, values in split.metadata.items():
                     meta.create_dataset(key, data=np.asarray(values, dtype="<f8"))
+                if not split.has_default_provenance:  # pieces of recordings (e.g. time split)
+                    g.create_dataset("sources", data=np.array(split.sources, dtype=object),
+                                     dtype=h5py.string_dtype("utf-8"))
+                    g.create_dataset("ranges", data=np.asarray(split.ranges, dtype="<i8"))
     return digest
 
 
@@ -250,7 +380,9 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
         verify_hash: recompute the content hash and compare it with the stored one.
 
     Returns:
-        The :class:`LoadedDataset`.
+        The :class:`LoadedDataset`. A split file gives ``splits`` = train/val/test; an
+        unsplit file (``split_strategy == "none"``, e.g. imported recordings) gives
+        ``{"records": ...}``.
 
     Raises:
         DataError: missing file, not HDF5, wrong format, malformed split or hash mismatch.
@@ -281,19 +413,9 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
             stored_hash = str(f.attrs["content_hash"])
             source = str(f.attrs.get("source", ""))
             generator_config = json.loads(f.attrs.get("generator_config", "null"))
-            splits = {}
-            for name in SPLITS:
-                g = f[name]
-                meta = g.get("metadata")
-                splits[name] = RecordSplit(
-                    signals=g["signals"][()].astype(np.float32, copy=False),
-                    record_offsets=g["record_offsets"][()].astype(np.int64, copy=False),
-                    labels=g["labels"][()].astype(np.int64, copy=False),
-                    record_ids=[str(s) for s in g["record_ids"].asstr()[()]],
-                    severities=g["severities"][()].astype(np.int64, copy=False),
-                    metadata={k: meta[k][()].astype(np.float64, copy=False)
-                              for k in meta} if meta is not None else {},
-                )
+            strategy = str(f.attrs.get("split_strategy", "record"))
+            splits = {name: _read_split(f[name])
+                      for name in ((UNSPLIT,) if strategy == "none" else SPLITS)}
         except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"{path} is incomplete or damaged ({exc}); every split needs "
                             f"signals, record_offsets, labels, record_ids and severities. "
@@ -304,10 +426,25 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
             raise DataError(f"{path}: split '{name}' has labels outside 0..{len(class_names) - 1} "
                             f"(class_names has {len(class_names)} entries).")
     data = LoadedDataset(path, splits, class_names, sampling_rate, source, stored_hash,
-                         generator_config)
+                         generator_config, strategy)
     if verify_hash:
         verify_content_hash(data)
     return data
+
+
+def _read_split(g: h5py.Group) -> RecordSplit:
+    meta = g.get("metadata")
+    return RecordSplit(
+        signals=g["signals"][()].astype(np.float32, copy=False),
+        record_offsets=g["record_offsets"][()].astype(np.int64, copy=False),
+        labels=g["labels"][()].astype(np.int64, copy=False),
+        record_ids=[str(s) for s in g["record_ids"].asstr()[()]],
+        severities=g["severities"][()].astype(np.int64, copy=False),
+        metadata={k: meta[k][()].astype(np.float64, copy=False)
+                  for k in meta} if meta is not None else {},
+        sources=[str(s) for s in g["sources"].asstr()[()]] if "sources" in g else None,
+        ranges=g["ranges"][()].astype(np.int64, copy=False) if "ranges" in g else None,
+    )
 
 
 def verify_content_hash(data: LoadedDataset) -> None:
@@ -370,16 +507,71 @@ def stratified_record_split(labels: np.ndarray, severities: np.ndarray, val_frac
             else np.zeros(0, np.int64) for name, parts in out.items()}
 
 
-def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset,
-                                           Mapping[str, Any]]) -> None:
-    """Refuse data where a record id appears in more than one split.
+def _leakage_views(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str, Any]]
+                   ) -> tuple[str, dict[str, tuple[list[str], list[str], Optional[np.ndarray]]]]:
+    """``(where, {split: (record ids, sources, ranges or None)})`` from any accepted input."""
+    if isinstance(path_or_splits, (str, os.PathLike)):
+        path = Path(path_or_splits)
+        if not path.is_file():
+            raise _missing_file_error(path)
+        views = {}
+        try:
+            with h5py.File(path, "r") as f:
+                for name in (*SPLITS, UNSPLIT):
+                    if name not in f:
+                        continue
+                    g = f[name]
+                    ids = [str(s) for s in g["record_ids"].asstr()[()]]
+                    if "sources" in g:
+                        views[name] = (ids, [str(s) for s in g["sources"].asstr()[()]],
+                                       g["ranges"][()].astype(np.int64))
+                    else:
+                        lengths = np.diff(g["record_offsets"][()].astype(np.int64))
+                        views[name] = (ids, ids, np.stack([np.zeros_like(lengths), lengths], 1))
+        except (OSError, KeyError) as exc:
+            raise DataError(f"cannot read the record ids of {path} ({exc}).") from None
+        return f" of {path}", views
+    if isinstance(path_or_splits, LoadedDataset):
+        where, splits = f" of {path_or_splits.path}", path_or_splits.splits
+    else:
+        where, splits = "", path_or_splits
+    views = {}
+    for name, s in splits.items():
+        if s is None:
+            continue
+        if isinstance(s, RecordSplit):
+            views[name] = (list(s.record_ids), list(s.sources), s.ranges)
+        else:  # plain ids: whole recordings, so any shared id overlaps completely
+            ids = [str(x) for x in s]
+            views[name] = (ids, ids, None)
+    return where, views
+
+
+def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str, Any]], *,
+                     strategy: Optional[str] = None, min_gap: int = 0) -> None:
+    """Refuse splits that share a record, or samples of one recording.
+
+    Two checks, for every split strategy:
+
+    1. No record id appears in more than one split.
+    2. Per source recording (``RecordSplit.sources``): with ``strategy`` ``"record"`` or
+       ``"group"`` a recording may appear in one split only. Otherwise (``"time"``, or None
+       for "whatever the data says") pieces of one recording may sit in several splits, but
+       the sample ranges of pieces in different splits must not overlap and must be at least
+       ``min_gap`` samples apart. Whole recordings (the default ranges) always overlap, so
+       for record-level data check 2 is the same as check 1.
 
     Args:
         path_or_splits: a dataset file, a :class:`LoadedDataset`, or a mapping from split
             name to a :class:`RecordSplit` or to a sequence of record ids.
+        strategy: the split strategy that produced the splits (``record``, ``time``,
+            ``group``), or None.
+        min_gap: samples that must separate pieces of one recording in different splits
+            (the time split's ``split_gap``).
 
     Raises:
-        DataLeakageError: naming the leaking record ids (up to 10), their splits and the count.
+        DataLeakageError: naming the leaking record ids or recordings (up to 10), their splits
+            (and for pieces their sample ranges) and the count.
 
     Example:
         >>> try:
@@ -388,28 +580,10 @@ def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset,
         ...     print(str(exc)[:60])
         1 record id(s) appear in more than one split: b (train/test)
     """
-    where = ""
-    if isinstance(path_or_splits, (str, os.PathLike)):
-        path = Path(path_or_splits)
-        where = f" of {path}"
-        if not path.is_file():
-            raise _missing_file_error(path)
-        try:
-            with h5py.File(path, "r") as f:
-                ids = {name: [str(s) for s in f[name]["record_ids"].asstr()[()]]
-                       for name in SPLITS if name in f}
-        except (OSError, KeyError) as exc:
-            raise DataError(f"cannot read the record ids of {path} ({exc}).") from None
-    else:
-        splits = (path_or_splits.splits if isinstance(path_or_splits, LoadedDataset)
-                  else path_or_splits)
-        if isinstance(path_or_splits, LoadedDataset):
-            where = f" of {path_or_splits.path}"
-        ids = {name: list(s.record_ids) if isinstance(s, RecordSplit) else [str(x) for x in s]
-               for name, s in splits.items() if s is not None}
+    where, views = _leakage_views(path_or_splits)
     seen: dict[str, list[str]] = {}
-    for name, names in ids.items():
-        for rid in set(names):
+    for name, (ids, _, _) in views.items():
+        for rid in set(ids):
             seen.setdefault(rid, []).append(name)
     leaks = sorted((rid, where_) for rid, where_ in seen.items() if len(where_) > 1)
     if leaks:
@@ -419,6 +593,52 @@ def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset,
             f"{len(leaks)} record id(s) appear in more than one split{where}: {shown}{more}. "
             f"Windows of one recording in two splits inflate validation/test accuracy; rebuild "
             f"the file with a record-level split (delete it if it is a synthetic cache).")
+
+    # Check 2: per source recording, the pieces each split holds.
+    pieces: dict[str, list[tuple[str, Optional[int], Optional[int]]]] = {}
+    for name, (_, sources, ranges) in views.items():
+        for i, src in enumerate(sources):
+            start, end = (None, None) if ranges is None else (int(ranges[i, 0]),
+                                                              int(ranges[i, 1]))
+            pieces.setdefault(src, []).append((name, start, end))
+    whole = strategy in ("record", "group")
+    problems: list[str] = []
+    leaking: set[str] = set()
+    for src in sorted(pieces):
+        parts = pieces[src]
+        if len({p[0] for p in parts}) < 2:
+            continue
+        if whole:
+            problems.append(f"{src} ({'/'.join(sorted({p[0] for p in parts}))})")
+            leaking.add(src)
+            continue
+        for a in range(len(parts)):
+            for b in range(a + 1, len(parts)):
+                (sa, a0, a1), (sb, b0, b1) = parts[a], parts[b]
+                if sa == sb:
+                    continue
+                if a0 is None or b0 is None:
+                    distance = -1  # unknown ranges: whole recordings, they overlap
+                else:
+                    distance = max(a0, b0) - min(a1, b1)  # < 0: overlap, else the gap
+                if distance < min_gap:
+                    what = ("overlap" if distance < 0 else
+                            f"only {distance} samples apart, the gap must be >= {min_gap}")
+                    ra = "" if a0 is None else f" [{a0}, {a1})"
+                    rb = "" if b0 is None else f" [{b0}, {b1})"
+                    problems.append(f"{src} ({sa}{ra} / {sb}{rb}: {what})")
+                    leaking.add(src)
+    if problems:
+        shown = ", ".join(problems[:10])
+        more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
+        rule = ("each recording must stay in one split" if whole else
+                "pieces of one recording in different splits must not share samples"
+                + (f" and must be at least {min_gap} samples apart" if min_gap else ""))
+        raise DataLeakageError(
+            f"{len(leaking)} source recording(s) leak across splits{where}"
+            f"{f' ({strategy} split)' if strategy else ''}: {shown}{more}; {rule}. Shared "
+            f"samples inflate validation/test accuracy; rebuild the splits with "
+            f"pfdtrain.data.splits.make_splits.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -680,6 +900,10 @@ class DataBundle:
         path: the dataset file.
         input_length: samples per window (model input length).
         num_classes: ``len(class_names)``.
+        split_info: how the splits were made (JSON-able; see
+            :func:`pfdtrain.data.splits.make_splits`): strategy, parameters, per-split record
+            counts, ids and (time split) source sample ranges. Stored with checkpoints and
+            test metrics so a result names the exact split it was measured on.
     """
 
     train_loader: DataLoader
@@ -691,12 +915,14 @@ class DataBundle:
     path: Path
     input_length: int
     num_classes: int
+    split_info: dict = dataclasses.field(default_factory=dict)
 
 
-def _check_window_length(data: LoadedDataset, config: TrainingConfig) -> None:
+def _check_window_length(data: LoadedDataset, splits: Mapping[str, RecordSplit],
+                         config: TrainingConfig) -> None:
     window = config.data.window_length
     shortest, shortest_id = None, None
-    for split in data.splits.values():
+    for split in splits.values():
         if len(split):
             i = int(np.argmin(split.lengths))
             if shortest is None or split.lengths[i] < shortest:
@@ -717,7 +943,9 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
         config: ``data.source`` is ``"synthetic"`` (cached generated dataset, see
             :func:`ensure_synthetic_dataset`) or the path of an ``.h5`` file in this layout.
             Uses the window, normalisation, batch and worker settings of ``config.data`` and
-            ``config.seed`` for the training order.
+            ``config.seed`` for the training order. ``data.split`` (record, time, group)
+            splits an unsplit file; a stored split is kept for ``record`` and re-split for
+            ``time``/``group`` (:func:`pfdtrain.data.splits.resolve_splits`).
         with_metadata: batches carry a third element, the records' operating metadata
             ``{name: float32 [B]}`` (speed_hz, load, ...), for physics-informed training.
 
@@ -725,8 +953,9 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
         A :class:`DataBundle`; batches are ``(inputs float32 [B, 1, L], targets int64 [B])``.
 
     Raises:
-        DataError: missing/invalid file, empty train split, window longer than a record.
-        DataLeakageError: a record appears in more than one split.
+        DataError: missing/invalid file, empty train split, window longer than a record,
+            unusable split settings (e.g. a ``data.test_groups`` value no record has).
+        DataLeakageError: a record, or samples of one recording, in more than one split.
 
     Example:
         >>> bundle = build_dataloaders(TrainingConfig())
@@ -735,6 +964,8 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
         ...     for inputs, targets in bundle.train_loader:
         ...         ...
     """
+    from pfdtrain.data.splits import resolve_splits  # splits.py imports this module
+
     dc = config.data
     if dc.source == "synthetic":
         data = _ensure_synthetic(config)
@@ -744,13 +975,19 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
     # refuses to start on a leaking file whatever produced it.
     check_no_leakage(data)
     verify_content_hash(data)
-    if len(data.splits["train"]) == 0:
+    # Unsplit (imported) files are split here; stored splits are kept for data.split=record
+    # and pooled and re-split for time/group. The result is checked again under the rules of
+    # the strategy that made it (a time split's pieces must keep the gap).
+    splits, split_info = resolve_splits(data, config)
+    check_no_leakage(splits, strategy=split_info["strategy"],
+                     min_gap=int(split_info.get("split_gap") or 0))
+    if len(splits["train"]) == 0:
         raise DataError(f"{data.path} has no training records; lower data.val_fraction/"
                         f"data.test_fraction or add records.")
-    _check_window_length(data, config)
+    _check_window_length(data, splits, config)
 
     def dataset(name: str) -> WindowDataset:
-        return WindowDataset.from_split(data.splits[name], dc.window_length, dc.window_stride,
+        return WindowDataset.from_split(splits[name], dc.window_length, dc.window_stride,
                                         dc.normalization, with_metadata=with_metadata)
 
     pin = torch.cuda.is_available()
@@ -764,7 +1001,7 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
     train_loader = DataLoader(train_ds, sampler=sampler, generator=generator, **common)
 
     def eval_loader(name: str) -> Optional[DataLoader]:
-        if len(data.splits[name]) == 0:
+        if len(splits[name]) == 0:
             return None
         return DataLoader(dataset(name), shuffle=False, **common)
 
@@ -776,4 +1013,5 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
     return DataBundle(train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
                       class_names=list(data.class_names), sampling_rate=data.sampling_rate,
                       content_hash=data.content_hash, path=data.path,
-                      input_length=dc.window_length, num_classes=len(data.class_names))
+                      input_length=dc.window_length, num_classes=len(data.class_names),
+                      split_info=split_info)

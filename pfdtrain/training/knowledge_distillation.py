@@ -136,10 +136,11 @@ class DistillationTrainer(CNNTrainer):
         **kwargs: as ``CNNTrainer``; ``criterion`` defaults to ``DistillationLoss()``.
 
     Example:
-        >>> teacher = load_teacher("runs/big/checkpoints/best_model.pth", class_names, "cpu")
+        >>> teacher = load_teacher("runs/big/checkpoints/best_model.pth", class_names,
+        ...                        "cpu")  # doctest: +SKIP
         >>> trainer = DistillationTrainer(student, train_loader, val_loader, optimizer=opt,
-        ...                               teacher=teacher,
-        ...                               criterion=DistillationLoss(temperature=4, alpha=0.7))
+        ...                               teacher=teacher, criterion=DistillationLoss(
+        ...                                   temperature=4, alpha=0.7))  # doctest: +SKIP
     """
 
     def __init__(self, *args: Any, teacher: nn.Module, **kwargs: Any) -> None:

@@ -1,0 +1,267 @@
+"""Split strategies (record, time, group), the generalised leakage check, unsplit files and
+build_dataloaders on imported data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pfdtrain.config.training_config import TrainingConfig
+from pfdtrain.data.dataset import (
+    DataError,
+    DataLeakageError,
+    RecordSplit,
+    WindowDataset,
+    build_dataloaders,
+    check_no_leakage,
+    read_dataset,
+    write_dataset,
+)
+from pfdtrain.data.importing import import_manifest
+from pfdtrain.data.splits import SplitWarning, make_splits, time_boundaries
+
+N, WINDOW = 4000, 256
+CLASSES = ["healthy", "inner", "outer"]
+
+
+def make_pool(n: int = N) -> RecordSplit:
+    """3 classes x 4 loads; sample j of recording i holds i * 10000 + j (exact in float32),
+    so every window tells where it came from."""
+    records, labels, ids, loads = [], [], [], []
+    for i in range(12):
+        records.append(i * 10000 + np.arange(n, dtype=np.float64))
+        labels.append(i % 3)
+        loads.append(float(i // 3))
+        ids.append(f"rec-{i:02d}")
+    rpm = [1797.0 - 20 * x for x in loads]
+    return RecordSplit.from_records(records, labels, ids, metadata={"load": loads, "rpm": rpm})
+
+
+def data_config(**data: object):
+    return TrainingConfig.from_dict({"data": {"window_length": WINDOW, "window_stride": WINDOW,
+                                              **data}}).data
+
+
+# ---------------------------------------------------------------- record
+def test_record_split_keeps_recordings_whole_and_stratifies() -> None:
+    pool = make_pool()
+    splits, info = make_splits(pool, data_config(split="record", val_fraction=0.25,
+                                                 test_fraction=0.25), WINDOW)
+    ids = [set(s.record_ids) for s in splits.values()]
+    assert set.union(*ids) == set(pool.record_ids) and sum(map(len, ids)) == 12
+    for split in splits.values():  # 4 recordings per class → 2 train, 1 val, 1 test each
+        assert sorted(np.bincount(split.labels, minlength=3).tolist()) in ([1, 1, 1], [2, 2, 2])
+        assert split.sources == split.record_ids  # whole recordings
+    assert info["strategy"] == "record" and info["counts"] == {"train": 6, "val": 3, "test": 3}
+    check_no_leakage(splits, strategy="record")
+    again, _ = make_splits(pool, data_config(split="record", val_fraction=0.25,
+                                             test_fraction=0.25), WINDOW)
+    assert again["test"].record_ids == splits["test"].record_ids  # deterministic
+    np.testing.assert_array_equal(splits["test"].record(0),
+                                  pool.record(pool.record_ids.index(splits["test"].record_ids[0])))
+    json.dumps(info)
+
+
+# ---------------------------------------------------------------- time
+def test_time_boundaries() -> None:
+    assert time_boundaries(10000, 0.15, 0.15, gap=1000) == {
+        "train": (0, 6500), "val": (7500, 8000), "test": (9000, 10000)}
+    assert time_boundaries(10000, 0.0, 0.2, gap=0) == {"train": (0, 8000), "test": (8000, 10000)}
+
+
+def test_time_split_parts_keep_the_gap_and_windows_never_cross() -> None:
+    pool = make_pool()
+    splits, info = make_splits(pool, data_config(split="time", val_fraction=0.2,
+                                                 test_fraction=0.2), WINDOW)
+    assert info["split_gap"] == WINDOW  # default: one window
+    assert info["counts"] == {"train": 12, "val": 12, "test": 12}
+    assert splits["train"].record_ids[0] == "rec-00#train"
+    used: dict[str, list[tuple[str, int, int]]] = {}
+    for name, split in splits.items():
+        for k, (src, (start, end)) in enumerate(zip(split.sources, split.ranges)):
+            i = int(src.split("-")[1])
+            # the piece holds exactly samples [start, end) of its source
+            np.testing.assert_array_equal(split.record(k), i * 10000 + np.arange(start, end))
+            used.setdefault(src, []).append((name, int(start), int(end)))
+        ds = WindowDataset.from_split(split, WINDOW, 64, normalization="none")
+        windows = np.stack([ds[j][0][0].numpy() for j in range(len(ds))])
+        assert np.all(np.diff(windows, axis=1) == 1)  # contiguous: never across a boundary
+    for src, parts in used.items():
+        parts.sort(key=lambda p: p[1])
+        assert [p[0] for p in parts] == ["train", "val", "test"]
+        for (_, _, end), (_, start, _) in zip(parts, parts[1:]):
+            assert start - end == WINDOW  # neighbouring parts never share samples
+    check_no_leakage(splits, strategy="time", min_gap=WINDOW)
+    assert info["ranges"]["test"][0] == ["rec-00", 3328, 4000]
+    json.dumps(info)
+
+
+def test_time_split_drops_short_parts_and_refuses_a_short_train_part() -> None:
+    pool = make_pool()
+    with pytest.warns(SplitWarning, match=r"dropped 12 val/test part\(s\).*val part of rec-00"):
+        splits, info = make_splits(pool, data_config(split="time", val_fraction=0.05,
+                                                     test_fraction=0.2, split_gap=100), WINDOW)
+    assert len(splits["val"]) == 0 and len(splits["test"]) == 12
+    assert info["dropped"][0] == {"record": "rec-00", "part": "val", "samples": 100}
+    with pytest.raises(DataError, match=r"training part of recording rec-00 \(4000 samples\)"
+                                        r".*shorter than one window of 3000"):
+        make_splits(pool, data_config(split="time"), 3000)
+
+
+# ---------------------------------------------------------------- group
+def test_group_split_holds_out_values() -> None:
+    pool = make_pool()
+    splits, info = make_splits(pool, data_config(split="group", group_key="load",
+                                                 test_groups=[3], val_groups=[2]), WINDOW)
+    assert set(splits["test"].metadata["load"]) == {3.0}
+    assert set(splits["val"].metadata["load"]) == {2.0}
+    assert set(splits["train"].metadata["load"]) == {0.0, 1.0}
+    assert info["test_groups"] == [3.0] and info["counts"] == {"train": 6, "val": 3, "test": 3}
+    check_no_leakage(splits, strategy="group")
+    # no val_groups: val_fraction of the remaining (training-group) records, by record
+    splits, info = make_splits(pool, data_config(split="group", test_groups=[0],
+                                                 val_fraction=0.34), WINDOW)
+    assert set(splits["test"].metadata["load"]) == {0.0}
+    assert 0.0 not in set(splits["val"].metadata["load"]) and len(splits["val"]) == 3
+    assert len(splits["train"]) == 6 and info["val_fraction"] == 0.34
+    json.dumps(info)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"group_key": "speed"}, r"column 'speed'.*does not exist; available columns: load, rpm"),
+    ({"test_groups": [7]}, r"test_groups value 7 matches no record.*'load'.*\[0, 1, 2, 3\]"),
+    ({"test_groups": [0, 1], "val_groups": [2, 3]}, r"no training records.*'load'"),
+    ({"test_groups": []}, r"needs held-out values.*\[0, 1, 2, 3\]"),
+    ({"test_groups": [1], "val_groups": [1]}, r"in both data.test_groups and data.val_groups"),
+    ({"test_groups": ["heavy"]}, r"'heavy' is not a number"),
+])
+def test_group_split_errors_name_the_column_and_values(settings: dict, message: str) -> None:
+    cfg = data_config(split="group", **{"test_groups": [3], **settings})
+    with pytest.raises(DataError, match=message):
+        make_splits(make_pool(), cfg, WINDOW)
+
+
+# ---------------------------------------------------------------- leakage check
+def test_leakage_check_catches_overlapping_and_too_close_time_pieces() -> None:
+    splits, _ = make_splits(make_pool(), data_config(split="time", val_fraction=0.2,
+                                                     test_fraction=0.2), WINDOW)
+    check_no_leakage(splits)  # the default rules accept disjoint pieces
+    with pytest.raises(DataLeakageError, match=r"12 source recording\(s\).*rec-00 \(train "
+                                               r"\[0, 2272\) / val \[2528, 3072\): only 256 "
+                                               r"samples apart, the gap must be >= 300"):
+        check_no_leakage(splits, min_gap=300)
+    with pytest.raises(DataLeakageError, match=r"12 source recording\(s\).*rec-00 "
+                                               r"\(test/train/val\).*one split"):
+        check_no_leakage(splits, strategy="record")
+    bad = splits["test"]
+    bad.ranges[0] = [2000, 2000 + bad.lengths[0]]  # deliberately overlapping the train piece
+    with pytest.raises(DataLeakageError, match=r"1 source recording\(s\) leak.*rec-00 \(train "
+                                               r"\[0, 2272\) / test \[2000, 2672\): overlap\)"):
+        check_no_leakage(splits, strategy="time")
+    # the original record-id API keeps working
+    with pytest.raises(DataLeakageError, match=r"1 record id\(s\) appear in more than one split"):
+        check_no_leakage({"train": ["a", "b"], "val": ["c"], "test": ["b"]})
+    check_no_leakage({"train": ["a"], "test": ["b"]})
+
+
+def test_pieces_round_trip_through_a_file_and_are_checked_there(tmp_path: Path) -> None:
+    splits, _ = make_splits(make_pool(), data_config(split="time", val_fraction=0.2,
+                                                     test_fraction=0.2), WINDOW)
+    path = tmp_path / "pieces.h5"
+    write_dataset(path, splits, class_names=CLASSES, sampling_rate=1000.0, source="t",
+                  split_strategy="time")
+    data = read_dataset(path)
+    assert data.split_strategy == "time"
+    assert data.splits["val"].sources == splits["val"].sources
+    np.testing.assert_array_equal(data.splits["val"].ranges, splits["val"].ranges)
+    check_no_leakage(path)
+    with h5py.File(path, "r+") as f:
+        f["test/ranges"][0] = [0, int(f["test/ranges"][0, 1] - f["test/ranges"][0, 0])]
+    with pytest.raises(DataLeakageError, match=r"rec-00 \(train \[0, 2272\) / test \[0, 672\)"):
+        check_no_leakage(path)
+
+
+# ---------------------------------------------------------------- unsplit files and loaders
+def test_unsplit_file_round_trip(tmp_path: Path) -> None:
+    pool = make_pool()
+    path = tmp_path / "unsplit.h5"
+    digest = write_dataset(path, {"records": pool}, class_names=CLASSES, sampling_rate=1000.0,
+                           source="rig", split_strategy="none")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["split_strategy"] == "none" and sorted(f) == ["records"]
+        assert "sources" not in f["records"]  # whole recordings: no provenance datasets
+    data = read_dataset(path)
+    assert list(data.splits) == ["records"] and data.content_hash == digest
+    assert data.splits["records"].record_ids == pool.record_ids
+    with h5py.File(path, "r+") as f:
+        f["records/signals"][0] = 99.0
+    with pytest.raises(DataError, match="content hash mismatch"):
+        read_dataset(path)
+    with pytest.raises(DataError, match=r"not stored with split_strategy 'record'"):
+        write_dataset(tmp_path / "x.h5", {"records": pool}, class_names=CLASSES,
+                      sampling_rate=1000.0, source="rig", split_strategy="record")
+    write_dataset(tmp_path / "copy.h5", data.splits, class_names=CLASSES, sampling_rate=1000.0,
+                  source="copy")  # an unsplit read round-trips without naming the strategy
+    assert read_dataset(tmp_path / "copy.h5").split_strategy == "none"
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 .npy recordings (3 classes x 4 loads) imported through a manifest."""
+    folder = tmp_path_factory.mktemp("imported")
+    pool = make_pool()
+    lines = ["path,label,sampling_rate,load,rpm"]
+    for i in range(12):
+        np.save(folder / f"rec-{i:02d}.npy", pool.record(i).astype(np.float64))
+        lines.append(f"rec-{i:02d}.npy,{CLASSES[i % 3]},1000,{i // 3},{1797 - 20 * (i // 3)}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    import_manifest(folder / "manifest.csv", folder / "mine.h5")
+    return folder / "mine.h5"
+
+
+@pytest.mark.parametrize("strategy, extra, counts", [
+    ("record", {"val_fraction": 0.25, "test_fraction": 0.25}, (6, 3, 3)),
+    ("time", {"val_fraction": 0.2, "test_fraction": 0.2}, (12, 12, 12)),
+    ("group", {"test_groups": [3], "val_groups": [2]}, (6, 3, 3)),
+])
+def test_build_dataloaders_on_an_imported_file(imported: Path, tmp_path: Path, strategy: str,
+                                               extra: dict, counts: tuple) -> None:
+    cfg = TrainingConfig.from_dict({"data": {
+        "source": str(imported), "cache_dir": str(tmp_path), "window_length": WINDOW,
+        "window_stride": WINDOW, "batch_size": 4, "split": strategy, **extra}})
+    bundle = build_dataloaders(cfg, with_metadata=True)
+    info = bundle.split_info
+    assert info["strategy"] == strategy and info["stored"] is False
+    assert tuple(info["counts"][k] for k in ("train", "val", "test")) == counts
+    assert bundle.class_names == CLASSES and bundle.sampling_rate == 1000.0
+    assert bundle.content_hash == read_dataset(imported).content_hash
+    json.dumps(info)
+    x, y, meta = next(iter(bundle.train_loader))
+    assert x.shape == (4, 1, WINDOW) and set(meta) == {"load", "rpm"}
+    ids = {name: set(info["ids"][name]) for name in ("train", "val", "test")}
+    if strategy == "time":
+        assert all(i.endswith("#train") for i in ids["train"])
+    else:
+        assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["val"])
+    if strategy == "group":
+        loads = bundle.test_loader.dataset.metadata["load"]
+        assert set(loads.tolist()) == {3.0}
+
+
+def test_synthetic_data_is_pooled_and_resplit_for_time(tmp_path: Path) -> None:
+    cfg = TrainingConfig.from_dict({
+        "data": {"cache_dir": str(tmp_path), "window_length": 400, "window_stride": 400,
+                 "split": "time", "val_fraction": 0.25, "test_fraction": 0.25,
+                 "split_gap": 100},
+        "synthetic": {"records_per_class": 4, "record_duration": 0.5, "seed": 9}})
+    bundle = build_dataloaders(cfg)
+    info = bundle.split_info
+    assert info["strategy"] == "time" and info["resplit_from"] == "record"
+    assert info["counts"] == {"train": 44, "val": 44, "test": 44}  # 3200 samples each
+    stored = build_dataloaders(TrainingConfig.from_dict({**cfg.to_dict(), "data": {
+        **cfg.to_dict()["data"], "split": "record"}}))
+    assert stored.split_info["stored"] is True and stored.split_info["strategy"] == "record"
