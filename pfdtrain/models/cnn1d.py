@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from pfdtrain.models.layers import GlobalAvgPool1d, conv_bn_relu, init_weights, model_init_kwargs
+from pfdtrain.models.layers import (GlobalAvgPool1d, VibrationClassifier, conv_bn_relu,
+                                    init_weights, model_init_kwargs)
 
 __all__ = ["CNN1D"]
 
 
-class CNN1D(nn.Module):
+class CNN1D(VibrationClassifier):
     """Fast WDCNN-style 1-D CNN: a wide strided first conv, four small conv blocks, GAP, linear.
 
     The first layer (kernel 64, stride 8) acts as a learned filter bank that also cuts the
@@ -79,29 +80,3 @@ class CNN1D(nn.Module):
             True
         """
         return self.pool(self.features(x))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
-
-        Args:
-            features: the output of ``forward_features``.
-
-        Example:
-            >>> CNN1D(num_classes=3, base_channels=8).forward_head(torch.randn(2, 32)).shape
-            torch.Size([2, 3])
-        """
-        return self.classifier(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
-
-        Same as ``forward_head(forward_features(x))``.
-
-        Args:
-            x: float input windows, ``L >= 256``.
-
-        Example:
-            >>> CNN1D(num_classes=3)(torch.randn(1, 1, 256)).shape
-            torch.Size([1, 3])
-        """
-        return self.forward_head(self.forward_features(x))

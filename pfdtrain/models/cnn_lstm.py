@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pfdtrain.models.layers import conv_bn_relu, init_weights, model_init_kwargs
+from pfdtrain.models.layers import (VibrationClassifier, conv_bn_relu, init_weights,
+                                    model_init_kwargs)
 
 __all__ = ["AttentionPooling", "CNNLSTM"]
 
@@ -67,7 +68,7 @@ class AttentionPooling(nn.Module):
         return torch.bmm(w.unsqueeze(1).to(h.dtype), h).squeeze(1)
 
 
-class CNNLSTM(nn.Module):
+class CNNLSTM(VibrationClassifier):
     """Strided conv front end, bidirectional LSTM over the feature sequence, attention pooling.
 
     Four strided conv blocks (strides 8, 2, 2, 2) turn a window into one feature vector per
@@ -138,29 +139,3 @@ class CNNLSTM(nn.Module):
         seq = self.features(x).transpose(1, 2)  # [B, T, C]: time becomes the LSTM's sequence
         h, _ = self.lstm(seq)
         return self.attention(h)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
-
-        Args:
-            features: the output of ``forward_features``.
-
-        Example:
-            >>> CNNLSTM(num_classes=3, hidden_size=8).forward_head(torch.randn(2, 16)).shape
-            torch.Size([2, 3])
-        """
-        return self.classifier(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
-
-        Same as ``forward_head(forward_features(x))``.
-
-        Args:
-            x: float input windows, ``L >= 256``.
-
-        Example:
-            >>> CNNLSTM(num_classes=3, base_channels=4, hidden_size=8)(torch.randn(1, 1, 256)).shape
-            torch.Size([1, 3])
-        """
-        return self.forward_head(self.forward_features(x))

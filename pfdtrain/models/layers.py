@@ -15,6 +15,33 @@ class ModelError(PfdtrainError, ValueError):
     """A model name or constructor argument is invalid; the message names the fix."""
 
 
+class VibrationClassifier(nn.Module):
+    """Base of the classifiers: ``forward(x) = forward_head(forward_features(x))``.
+
+    A subclass defines ``forward_features(x) -> [B, num_features]`` (the pooled embedding,
+    which SupCon trains on) and the ``dropout`` and ``classifier`` layers of the head.
+    """
+
+    dropout: nn.Module
+    classifier: nn.Module
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
+
+        Args:
+            features: the output of ``forward_features``.
+        """
+        return self.classifier(self.dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
+
+        Args:
+            x: float input windows, ``L >= 256``.
+        """
+        return self.forward_head(self.forward_features(x))
+
+
 class GlobalAvgPool1d(nn.Module):
     """Mean over time, ``[B, C, L] -> [B, C]``.
 

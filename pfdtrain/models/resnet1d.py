@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pfdtrain.models.layers import GlobalAvgPool1d, init_weights, model_init_kwargs
+from pfdtrain.models.layers import (GlobalAvgPool1d, VibrationClassifier, init_weights,
+                                    model_init_kwargs)
 
 __all__ = ["BasicBlock1D", "ResNet18_1D"]
 
@@ -63,7 +64,7 @@ class BasicBlock1D(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNet18_1D(nn.Module):
+class ResNet18_1D(VibrationClassifier):
     """ResNet-18 in 1-D: strided wide stem, four stages of two BasicBlocks, GAP, linear.
 
     The stem (15-tap conv, stride 4, then 3-wide max-pool, stride 2) cuts the signal 8x
@@ -135,29 +136,3 @@ class ResNet18_1D(nn.Module):
         x = self.stem(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.pool(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).
-
-        Args:
-            features: the output of ``forward_features``.
-
-        Example:
-            >>> ResNet18_1D(num_classes=3, base_channels=4).forward_head(torch.randn(2, 32)).shape
-            torch.Size([2, 3])
-        """
-        return self.classifier(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map windows ``[B, in_channels, L]`` to logits ``[B, num_classes]``.
-
-        Same as ``forward_head(forward_features(x))``.
-
-        Args:
-            x: float input windows, ``L >= 256``.
-
-        Example:
-            >>> ResNet18_1D(num_classes=3, base_channels=4)(torch.randn(1, 1, 256)).shape
-            torch.Size([1, 3])
-        """
-        return self.forward_head(self.forward_features(x))
