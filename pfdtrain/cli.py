@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
+
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from pfdtrain import __version__
 from pfdtrain.config.training_config import TrainingConfig, apply_overrides
@@ -136,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@record  # under torchrun: the failing rank's traceback goes into the job's error report
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -143,7 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PfdtrainError as exc:
         message = textwrap.fill(str(exc), width=100, subsequent_indent="  ",
                                 break_long_words=False, break_on_hyphens=False)
-        print(f"pfdtrain: error: {message}", file=sys.stderr)
+        distributed = os.environ.get("WORLD_SIZE", "1") != "1"
+        where = f" (rank {os.environ.get('RANK')})" if distributed else ""
+        print(f"pfdtrain: error{where}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pfdtrain: interrupted", file=sys.stderr)

@@ -14,17 +14,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torch.utils.data import DataLoader
 
 from pfdtrain.config.training_config import ConfigError, TrainingConfig
-from pfdtrain.data import DataBundle, build_dataloaders
+from pfdtrain.data import DataBundle, build_dataloaders, ensure_synthetic_dataset
 from pfdtrain.evaluation.metrics import classification_report
 from pfdtrain.evaluation.plots import plot_history
 from pfdtrain.models import build_model
-from pfdtrain.training.checkpoint import CheckpointError, load_checkpoint_file, newest_good_checkpoint
+from pfdtrain.training.checkpoint import (CheckpointError, load_checkpoint_file,
+                                          newest_good_checkpoint)
 from pfdtrain.training.cnn_callbacks import (Callback, DashboardEventWriter, EarlyStoppingCallback,
                                              GradientMonitor, LearningRateMonitor,
                                              ModelCheckpointCallback, TimingCallback)
 from pfdtrain.training.cnn_trainer import CNNTrainer
+from pfdtrain.training.distributed import (DistributedContext, barrier, broadcast_object,
+                                           init_distributed, process_device, wrap_model)
 from pfdtrain.training.optimization import (PER_STEP_SCHEDULERS, create_optimizer,
                                             create_scheduler, optimizer_steps_per_epoch)
 from pfdtrain.utils.io import write_json
@@ -135,9 +139,13 @@ def build_criterion(config: TrainingConfig, data: DataBundle
 
 
 def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device,
-                  run_dir: Optional[Path] = None, progress_bar: Optional[bool] = None
-                  ) -> CNNTrainer:
-    """Model, optimizer, scheduler, loss, callbacks and the trainer the config names."""
+                  run_dir: Optional[Path] = None, progress_bar: Optional[bool] = None,
+                  ctx: DistributedContext = DistributedContext()) -> CNNTrainer:
+    """Model, optimizer, scheduler, loss, callbacks and the trainer the config names.
+
+    Under DDP the trainer gets the model wrapped in ``DistributedDataParallel``; callbacks
+    and checkpoints keep using the unwrapped one.
+    """
     model = build_model(config.model.name, num_classes=data.num_classes,
                         dropout=config.model.dropout, **_model_params(config, data))
     optimizer = create_optimizer(model, config.optimizer)
@@ -146,7 +154,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
     callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
     criterion, embedding_criterion = build_criterion(config, data)
     common: dict[str, Any] = dict(
-        model=model,
+        model=wrap_model(model, ctx, device, config.distributed.sync_batchnorm),
         train_loader=data.train_loader,
         val_loader=data.val_loader,
         optimizer=optimizer,
@@ -217,21 +225,34 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
     continues from its newest good checkpoint.
     """
     started = time.perf_counter()
+    dc = config.distributed
+    ctx = init_distributed(config.device, dc.backend, dc.timeout_minutes)
     set_seed(config.seed, config.deterministic)
-    device = resolve_device(config.device)
-    run_dir = resume_dir if resume_dir is not None else create_run_dir(config)
-    setup_logging(log_file=run_dir / "train.log")
-    if resume_dir is None:
+    device = process_device(ctx, resolve_device(config.device))
+    # Rank 0 names and owns the run folder; the other ranks write nothing and log only
+    # warnings and errors.
+    run_dir = None
+    if ctx.is_main:
+        run_dir = resume_dir if resume_dir is not None else create_run_dir(config)
+    run_dir = Path(broadcast_object(str(run_dir)))
+    setup_logging(log_file=run_dir / "train.log" if ctx.is_main else None, quiet=not ctx.is_main)
+    if ctx.is_main and resume_dir is None:
         config.to_yaml(run_dir / "config.yaml")
     logger.info(f"Run folder: {run_dir}")
 
-    data = build_dataloaders(config, with_metadata=config.trainer == "pinn")
+    if ctx.enabled and config.data.source == "synthetic":
+        if ctx.is_main:
+            ensure_synthetic_dataset(config)  # generated once, by rank 0
+        barrier()
+    data = build_dataloaders(config, with_metadata=config.trainer == "pinn",
+                             num_replicas=ctx.world_size, rank=ctx.rank)
     logger.info(f"Data: {data.path} ({data.num_classes} classes, "
                 f"{len(data.train_loader.dataset)} train / "
                 f"{len(data.val_loader.dataset) if data.val_loader else 0} val / "
                 f"{len(data.test_loader.dataset) if data.test_loader else 0} test windows of "
                 f"{data.input_length} samples at {data.sampling_rate:g} Hz)")
-    trainer = build_trainer(config, data, device, run_dir, progress_bar)
+    trainer = build_trainer(config, data, device, run_dir if ctx.is_main else None,
+                            progress_bar if ctx.is_main else False, ctx)
     if resume_dir is not None:
         checkpoint_path = find_resume_checkpoint(run_dir)
         checkpoint = trainer.load_checkpoint(checkpoint_path)
@@ -241,23 +262,32 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
                                   f"the config now gives {data.content_hash[:12]}; resume with "
                                   f"the same data")
     history = trainer.fit(config.num_epochs)
-    write_json(run_dir / "history.json", history)
-    plot_history(history, run_dir / "history.png")
-
     test_metrics = None
-    if data.test_loader is not None:
-        metrics, logits, targets = trainer.evaluate_with_predictions(data.test_loader, "test_")
-        report = classification_report(targets.numpy(), logits.argmax(dim=1).numpy(),
-                                       data.class_names)
-        test_metrics = {"test_loss": metrics["test_loss"], **report,
-                        "dataset": str(data.path), "dataset_hash": data.content_hash,
-                        "split": {k: v for k, v in data.split_info.items() if k != "ids"},
-                        "epochs_trained": trainer.epochs_completed}
-        write_json(run_dir / "test_metrics.json", test_metrics)
-        logger.info(f"Test: Loss: {metrics['test_loss']:.4f}, Acc: {report['accuracy']:.2f}%, "
-                    f"Macro F1: {report['macro_f1']:.4f} ({report['num_samples']} windows)")
+    if ctx.is_main:
+        write_json(run_dir / "history.json", history)
+        plot_history(history, run_dir / "history.png")
+        test_metrics = _evaluate_test_split(trainer, data, run_dir)
     logger.info(f"Finished in {time.perf_counter() - started:.1f} s; results in {run_dir}")
     return RunResult(run_dir, history, test_metrics, trainer, data)
+
+
+def _evaluate_test_split(trainer: CNNTrainer, data: DataBundle, run_dir: Path
+                         ) -> Optional[dict[str, Any]]:
+    """Once, after training, on the whole test split (rank 0 alone under DDP)."""
+    if data.test_loader is None:
+        return None
+    loader = DataLoader(data.test_loader.dataset, batch_size=data.test_loader.batch_size)
+    metrics, logits, targets = trainer.evaluate_with_predictions(loader, "test_", reduce=False)
+    report = classification_report(targets.numpy(), logits.argmax(dim=1).numpy(),
+                                   data.class_names)
+    test_metrics = {"test_loss": metrics["test_loss"], **report,
+                    "dataset": str(data.path), "dataset_hash": data.content_hash,
+                    "split": {k: v for k, v in data.split_info.items() if k != "ids"},
+                    "epochs_trained": trainer.epochs_completed}
+    write_json(run_dir / "test_metrics.json", test_metrics)
+    logger.info(f"Test: Loss: {metrics['test_loss']:.4f}, Acc: {report['accuracy']:.2f}%, "
+                f"Macro F1: {report['macro_f1']:.4f} ({report['num_samples']} windows)")
+    return test_metrics
 
 
 def find_resume_checkpoint(run_dir: Path) -> Path:

@@ -243,6 +243,22 @@ class CheckpointConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """DDP under ``torchrun`` (ignored in a single process).
+
+    Each process loads ``data.batch_size`` windows per step, so the global batch is
+    ``batch_size x gradient_accumulation_steps x world size``. Keep the global batch (divide
+    batch_size by the world size) to reproduce a single-process run; or keep batch_size and
+    scale ``optimizer.lr`` with the world size (linear scaling rule), ideally with warm-up.
+    """
+
+    backend: str = _opt("auto", "auto = nccl on CUDA, gloo on CPU", choices=["auto", "nccl", "gloo"])
+    sync_batchnorm: bool = _opt(False, "batch-norm statistics over the global batch")
+    timeout_minutes: float = _opt(30.0, "a collective waiting longer for a rank fails the job",
+                                  min=0.1)
+
+
+@dataclass
 class TrainingConfig:
     """Everything a training run needs; saved whole in every checkpoint and run folder.
 
@@ -278,6 +294,8 @@ class TrainingConfig:
                                                 "knowledge distillation (trainer: distillation)")
     callbacks: CallbacksConfig = _section(CallbacksConfig, "callbacks (guide section 2.4)")
     checkpoint: CheckpointConfig = _section(CheckpointConfig, "checkpoints (guide section 4)")
+    distributed: DistributedConfig = _section(DistributedConfig,
+                                              "distributed data-parallel training (torchrun)")
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:

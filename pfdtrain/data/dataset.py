@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.errors import PfdtrainError
-from pfdtrain.data.sampler import EpochShuffleSampler
+from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
 from pfdtrain.data.synthetic import (
     CLASS_NAMES,
     GENERATOR_VERSION,
@@ -936,7 +936,8 @@ def _check_window_length(data: LoadedDataset, splits: Mapping[str, RecordSplit],
                         f"({shortest_id}: {shortest} samples) in {data.path}; {fix}.")
 
 
-def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> DataBundle:
+def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
+                      num_replicas: int = 1, rank: int = 0) -> DataBundle:
     """Load (or generate) the dataset, check it, and build the train/val/test loaders.
 
     Args:
@@ -948,6 +949,8 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
             ``time``/``group`` (:func:`pfdtrain.data.splits.resolve_splits`).
         with_metadata: batches carry a third element, the records' operating metadata
             ``{name: float32 [B]}`` (speed_hz, load, ...), for physics-informed training.
+        num_replicas: DDP world size; each process then loads its shard of every split.
+        rank: this process's rank.
 
     Returns:
         A :class:`DataBundle`; batches are ``(inputs float32 [B, 1, L], targets int64 [B])``.
@@ -997,13 +1000,18 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False) -> Da
     train_ds = dataset("train")
     generator = torch.Generator()
     generator.manual_seed(config.seed)  # seeds the workers' base seed (guide §5.4)
-    sampler = EpochShuffleSampler(len(train_ds), seed=config.seed)
+    sampler = EpochShuffleSampler(len(train_ds), seed=config.seed, num_replicas=num_replicas,
+                                  rank=rank)
     train_loader = DataLoader(train_ds, sampler=sampler, generator=generator, **common)
 
     def eval_loader(name: str) -> Optional[DataLoader]:
         if len(splits[name]) == 0:
             return None
-        return DataLoader(dataset(name), shuffle=False, **common)
+        eval_ds = dataset(name)
+        if num_replicas == 1:
+            return DataLoader(eval_ds, shuffle=False, **common)
+        return DataLoader(eval_ds, sampler=ShardSampler(len(eval_ds), num_replicas, rank),
+                          **common)
 
     val_loader, test_loader = eval_loader("val"), eval_loader("test")
     logger.debug("data %s: train %d windows, val %d, test %d (window %d, stride %d)", data.path,

@@ -29,6 +29,7 @@ from pfdtrain.errors import TrainingError
 from pfdtrain.training.checkpoint import (CheckpointError, capture_rng_state, load_checkpoint_file,
                                           restore_rng_state)
 from pfdtrain.training.cnn_callbacks import Callback, CallbackList
+from pfdtrain.training.distributed import agree_any, all_reduce_sum, is_distributed
 from pfdtrain.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -172,6 +173,8 @@ class CNNTrainer:
             self.callbacks.on_epoch_end(epoch, epoch_logs)                   # 5. callbacks
             self.epochs_completed = epoch + 1
             self._maybe_save_checkpoint(epoch_logs)                          # 6. checkpoint
+            # Every rank must leave the loop together, or the others wait in a collective.
+            self.stop_training = agree_any(self.stop_training, self.device)
             if self.stop_training:
                 logger.info(f"Stopping early after epoch {epoch + 1}/{num_epochs}")
                 break
@@ -236,28 +239,41 @@ class CNNTrainer:
             return {}
         return self.evaluate(self.val_loader, prefix="val_")
 
-    def evaluate(self, loader: DataLoader, prefix: str = "") -> dict[str, float]:
-        """Loss and accuracy of the model on ``loader`` in eval mode (no parameter change)."""
-        return self.evaluate_with_predictions(loader, prefix, keep_outputs=False)[0]
+    def evaluate(self, loader: DataLoader, prefix: str = "", reduce: bool = True
+                 ) -> dict[str, float]:
+        """Loss and accuracy of the model on ``loader`` in eval mode (no parameter change).
+
+        Args:
+            loader: the batches.
+            prefix: prepended to the metric names (``val_``).
+            reduce: sum the metrics over the DDP ranks (each rank holds a shard of
+                ``loader``); False when every rank evaluates the whole set.
+        """
+        return self.evaluate_with_predictions(loader, prefix, keep_outputs=False,
+                                              reduce=reduce)[0]
 
     @torch.no_grad()
     def evaluate_with_predictions(self, loader: DataLoader, prefix: str = "",
-                                  keep_outputs: bool = True
+                                  keep_outputs: bool = True, reduce: bool = True
                                   ) -> tuple[dict[str, float], Optional[torch.Tensor],
                                              Optional[torch.Tensor]]:
         """``evaluate`` that also returns the logits and targets (on the CPU) of every sample."""
-        self.model.eval()
-        sums = self._new_sums()
-        all_logits, all_targets = [], []
-        for batch in loader:
-            batch = self._to_device(batch)
-            with self._autocast():
-                loss, logits, targets, extra = self.compute_loss(batch)
-            self._accumulate(sums, loss, logits, targets, extra)
-            if keep_outputs:
-                all_logits.append(logits.detach().float().cpu())
-                all_targets.append(targets.detach().cpu())
-        metrics = self._finalize(sums, prefix=prefix)
+        wrapped, self.model = self.model, self.unwrapped_model  # DDP's forward syncs buffers
+        try:
+            self.model.eval()
+            sums = self._new_sums()
+            all_logits, all_targets = [], []
+            for batch in loader:
+                batch = self._to_device(batch)
+                with self._autocast():
+                    loss, logits, targets, extra = self.compute_loss(batch)
+                self._accumulate(sums, loss, logits, targets, extra)
+                if keep_outputs:
+                    all_logits.append(logits.detach().float().cpu())
+                    all_targets.append(targets.detach().cpu())
+            metrics = self._finalize(sums, prefix=prefix, reduce=reduce)
+        finally:
+            self.model = wrapped
         if not keep_outputs:
             return metrics, None, None
         return metrics, torch.cat(all_logits), torch.cat(all_targets)
@@ -350,14 +366,19 @@ class CNNTrainer:
                 sums[name] = torch.zeros((), dtype=torch.float64, device=loss.device)
             sums[name] += value.detach().double() * n
 
-    def _reduce_sums(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One host transfer for all sums (distributed trainers all-reduce them here)."""
+    def _reduce_sums(self, sums: dict[str, torch.Tensor], reduce: bool = True
+                     ) -> dict[str, float]:
+        """One host transfer for all sums; under DDP summed over the ranks first, so every
+        rank gets the global, batch-weighted values."""
         keys = sorted(sums)
-        values = torch.stack([sums[k] for k in keys]).tolist()
-        return dict(zip(keys, values))
+        stacked = torch.stack([sums[k] for k in keys])
+        if reduce:
+            all_reduce_sum(stacked)
+        return dict(zip(keys, stacked.tolist()))
 
-    def _finalize(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
-        totals = self._reduce_sums(sums)
+    def _finalize(self, sums: dict[str, torch.Tensor], prefix: str, reduce: bool = True
+                  ) -> dict[str, float]:
+        totals = self._reduce_sums(sums, reduce)
         count = totals.pop("count")
         if count == 0:
             raise TrainingError(f"the {prefix.rstrip('_') or 'evaluation'} loader yielded no "
@@ -521,6 +542,10 @@ class CNNTrainer:
         """The §5.3 block: everything needed to reproduce the run."""
         cfg = self.config
         group = self.optimizer.param_groups[0]
+        batch_size = getattr(self.train_loader, "batch_size", None)
+        world_size = torch.distributed.get_world_size() if is_distributed() else 1
+        effective = (batch_size * self.gradient_accumulation_steps * world_size
+                     if batch_size else None)
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         lines = [
             "=== Training Configuration ===",
@@ -533,8 +558,10 @@ class CNNTrainer:
             f"Model: {self.model.__class__.__name__}",
             f"Optimizer: {self.optimizer.__class__.__name__}",
             f"Scheduler: {self.lr_scheduler.__class__.__name__ if self.lr_scheduler else None}",
-            f"Batch size: {getattr(self.train_loader, 'batch_size', None)}",
+            f"Batch size: {batch_size}",
             f"Gradient accumulation steps: {self.gradient_accumulation_steps}",
+            f"World size: {world_size}",
+            f"Effective batch size: {effective}",
             f"Learning rate: {group['lr']}",
             f"Weight decay: {group.get('weight_decay', 0.0)}",
             f"Mixed precision: {self.mixed_precision}"

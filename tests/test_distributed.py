@@ -1,0 +1,97 @@
+"""DDP on CPU with gloo, launched the way a user would: `torchrun --nproc_per_node=2`."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pfdtrain.evaluation.loading import load_model_for_evaluation
+from pfdtrain.training.checkpoint import load_checkpoint_file
+
+# --standalone: a local rendezvous on a free port, so parallel runs never collide
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+TINY = {
+    "num_epochs": 2,
+    "data": {"window_length": 1024, "window_stride": 1024, "val_fraction": 0.34,
+             "test_fraction": 0.34},
+    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
+    "model": {"name": "cnn1d", "dropout": 0.0, "params": {"base_channels": 4}},
+    "scheduler": {"name": "none"},
+    "distributed": {"sync_batchnorm": True},
+}
+
+
+def _run(args, cwd, expect=0, timeout=240):
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == expect, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same global batch of 16: one process x 16, and two DDP processes x 8."""
+    folder = tmp_path_factory.mktemp("ddp")
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    _run([sys.executable, "-m", "pfdtrain", "train", "--config", "tiny.yaml", "--set",
+          "name=single", "--set", "data.batch_size=16"], folder)
+    ddp = _run(TORCHRUN + ["-m", "pfdtrain", "train", "--config", "tiny.yaml", "--set",
+                           "name=ddp", "--set", "data.batch_size=8"], folder)
+    return folder, ddp
+
+
+def test_ddp_with_sync_batchnorm_matches_a_single_process_run(runs):
+    folder, _ = runs
+    single = json.loads((folder / "runs/single/history.json").read_text())
+    ddp = json.loads((folder / "runs/ddp/history.json").read_text())
+    assert single.keys() == ddp.keys()
+    for key in single:
+        assert ddp[key] == pytest.approx(single[key], rel=1e-4, abs=1e-5), key
+    a = load_checkpoint_file(folder / "runs/single/checkpoints/final_model.pth")
+    b = load_checkpoint_file(folder / "runs/ddp/checkpoints/final_model.pth")
+    assert a["model_state_dict"].keys() == b["model_state_dict"].keys()  # no "module." prefix
+    for key, value in a["model_state_dict"].items():
+        torch.testing.assert_close(b["model_state_dict"][key], value, rtol=1e-4, atol=1e-5)
+    assert b["global_step"] == a["global_step"]
+
+
+def test_only_rank_zero_writes(runs):
+    folder, proc = runs
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == ["ddp", "single"]
+    run = folder / "runs/ddp"
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["train_begin", "epoch_complete", "epoch_complete",
+                                            "train_end"]
+    assert proc.stderr.count("Epoch 2/2 - Train Loss") == 1  # rank 1 logs no epoch lines
+    assert "World size: 2" in proc.stderr and "Effective batch size: 16" in proc.stderr
+    log = (run / "train.log").read_text()
+    assert log.count("=== Training Configuration ===") == 1
+
+
+def test_ddp_resumes_a_single_process_checkpoint_and_back(runs):
+    folder, _ = runs
+    _run([sys.executable, "-m", "pfdtrain", "train", "--config", "tiny.yaml", "--set",
+          "name=mixed", "--set", "num_epochs=1", "--set", "data.batch_size=16"], folder)
+    mixed = folder / "runs/mixed"
+    config = yaml.safe_load((mixed / "config.yaml").read_text())
+    config["data"]["batch_size"] = 8  # the same global batch over two processes
+    (mixed / "config.yaml").write_text(yaml.safe_dump(config))
+    _run(TORCHRUN + ["-m", "pfdtrain", "resume", str(mixed), "--epochs", "2"], folder)
+    history = json.loads((mixed / "history.json").read_text())
+    single = json.loads((folder / "runs/single/history.json").read_text())
+    assert history["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
+    # and the DDP checkpoint loads in a single process
+    model, meta = load_model_for_evaluation(mixed / "checkpoints/final_model.pth", device="cpu")
+    assert meta["epochs_completed"] == 2 and type(model).__name__ == "CNN1D"
+
+
+def test_an_exception_on_rank_one_ends_the_job_promptly(tmp_path):
+    started = time.perf_counter()
+    job = Path(__file__).with_name("ddp_fail_job.py")
+    proc = _run(TORCHRUN + [str(job)], tmp_path, expect=1, timeout=120)
+    assert time.perf_counter() - started < 90
+    assert "simulated failure on rank 1" in proc.stderr
