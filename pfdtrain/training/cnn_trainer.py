@@ -110,6 +110,11 @@ class CNNTrainer:
             self.criterion.to(self.device)  # class-weight buffers live with the logits
         self.embedding_criterion = embedding_criterion
         self.embedding_weight = embedding_weight
+        if embedding_criterion is not None and self.unwrapped_model is not self.model:
+            raise TrainingError("an embedding loss (loss.name: supcon) calls the model's "
+                                "forward_features, which bypasses DistributedDataParallel's "
+                                "gradient synchronisation; train it in a single process or "
+                                "choose another loss for DDP")
         if embedding_criterion is not None and not hasattr(self.unwrapped_model,
                                                           "forward_features"):
             raise TrainingError(f"{type(self.unwrapped_model).__name__} has no forward_features(); "
