@@ -95,3 +95,22 @@ def test_an_exception_on_rank_one_ends_the_job_promptly(tmp_path):
     proc = _run(TORCHRUN + [str(job)], tmp_path, expect=1, timeout=120)
     assert time.perf_counter() - started < 90
     assert "simulated failure on rank 1" in proc.stderr
+
+
+def test_supcon_is_refused_under_ddp(tmp_path):
+    import torch.distributed as dist
+
+    from pfdtrain.errors import TrainingError
+    from pfdtrain.models import build_model
+    from pfdtrain.training.cnn_losses import SupConLoss
+    from pfdtrain.training.cnn_trainer import CNNTrainer
+    from tests.helpers import tiny_loaders
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                            world_size=1)
+    try:
+        model = torch.nn.parallel.DistributedDataParallel(build_model("cnn1d", num_classes=3))
+        with pytest.raises(TrainingError, match="bypasses DistributedDataParallel"):
+            CNNTrainer(model, tiny_loaders()[0], embedding_criterion=SupConLoss())
+    finally:
+        dist.destroy_process_group()
