@@ -4,7 +4,6 @@ callbacks and checkpoints, and `load_model_for_evaluation` loads what it saves."
 import copy
 
 import pytest
-import torch
 
 from pfdtrain.config.training_config import ConfigError, TrainingConfig
 from pfdtrain.evaluation.loading import load_model_for_evaluation

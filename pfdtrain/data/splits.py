@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

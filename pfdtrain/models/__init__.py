@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any
 
 from torch import nn
@@ -25,6 +23,7 @@ from pfdtrain.models.cnn_lstm import CNNLSTM
 from pfdtrain.models.hybrid_pinn import HybridPINN
 from pfdtrain.models.layers import ModelError
 from pfdtrain.models.resnet1d import ResNet18_1D
+from pfdtrain.utils.naming import check_keywords, did_you_mean, keyword_parameters
 
 __all__ = ["CNN1D", "ResNet18_1D", "CNNLSTM", "HybridPINN", "MODEL_REGISTRY", "ModelError",
            "build_model", "get_model_class"]
@@ -35,17 +34,6 @@ MODEL_REGISTRY: dict[str, type[nn.Module]] = {
     "cnn_lstm": CNNLSTM,
     "hybrid_pinn": HybridPINN,
 }
-
-
-def _did_you_mean(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _constructor_params(cls: type[nn.Module]) -> list[str]:
-    """Keyword arguments accepted by ``cls.__init__``, in declaration order."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # drop `self`
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 1, dropout: float = 0.3,
@@ -71,14 +59,10 @@ def build_model(name: str, num_classes: int, in_channels: int = 1, dropout: floa
     if key not in MODEL_REGISTRY:
         valid = sorted(MODEL_REGISTRY)
         raise ModelError(f"unknown model name {name!r}; valid names: {', '.join(valid)}."
-                         + _did_you_mean(key, valid))
+                         + did_you_mean(key, valid))
     cls = MODEL_REGISTRY[key]
-    accepted = _constructor_params(cls)
-    for param in params:
-        if param not in accepted:
-            raise ModelError(f"unknown parameter {param!r} for model {key!r} ({cls.__name__}); "
-                             f"valid parameters: {', '.join(accepted)}."
-                             + _did_you_mean(param, accepted))
+    check_keywords(params, keyword_parameters(cls), f"model {key!r} ({cls.__name__})",
+                   "parameter", ModelError)
     return cls(num_classes=num_classes, in_channels=in_channels, dropout=dropout, **params)
 
 
@@ -104,4 +88,4 @@ def get_model_class(name: str) -> type[nn.Module]:
     raise ModelError(f"unknown model {name!r}; valid registry names: "
                      f"{', '.join(sorted(MODEL_REGISTRY))}; "
                      f"valid class names: {', '.join(sorted(by_class_name))}."
-                     + _did_you_mean(str(name), candidates))
+                     + did_you_mean(str(name), candidates))

@@ -19,8 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
 import numbers
 from typing import Any, Callable, Optional, Sequence, Union
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pfdtrain.errors import PfdtrainError
+from pfdtrain.utils.naming import check_keywords, did_you_mean, keyword_parameters
 
 __all__ = [
     "LossConfigError",
@@ -404,19 +403,6 @@ _LOSSES: dict[str, tuple[Callable[..., nn.Module], str]] = {
 LOSS_NAMES: tuple[str, ...] = tuple(_LOSSES)
 
 
-def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _accepted_kwargs(builder: Callable[..., nn.Module]) -> list[str]:
-    target = builder.__init__ if isinstance(builder, type) else builder
-    params = list(inspect.signature(target).parameters.values())
-    if isinstance(builder, type):
-        params = params[1:]  # drop `self`
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
 def create_criterion(name: str, **kwargs: Any) -> nn.Module:
     """Build a classification loss by name (the config's ``loss.name``).
 
@@ -443,14 +429,10 @@ def create_criterion(name: str, **kwargs: Any) -> nn.Module:
     key = str(name).strip().lower().replace("-", "_")
     if key not in _LOSSES:
         raise LossConfigError(f"unknown loss name {name!r}; valid names: "
-                              f"{', '.join(LOSS_NAMES)}." + _did_you_mean(key, LOSS_NAMES))
+                              f"{', '.join(LOSS_NAMES)}." + did_you_mean(key, LOSS_NAMES))
     builder, cls_name = _LOSSES[key]
-    accepted = _accepted_kwargs(builder)
-    for kwarg in kwargs:
-        if kwarg not in accepted:
-            raise LossConfigError(f"unknown argument {kwarg!r} for loss {key!r} ({cls_name}); "
-                                  f"valid arguments: {', '.join(accepted)}."
-                                  + _did_you_mean(kwarg, accepted))
+    check_keywords(kwargs, keyword_parameters(builder), f"loss {key!r} ({cls_name})",
+                   "argument", LossConfigError)
     return builder(**kwargs)
 
 

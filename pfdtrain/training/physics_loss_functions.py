@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
