@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +66,9 @@ def create_run_dir(config: TrainingConfig) -> Path:
     root = Path(config.output_dir)
     name = config.name or f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = root / name
+    if config.name is not None and (run_dir / "config.yaml").exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with "
+                          f"`pfdtrain resume {run_dir}` or choose another name")
     suffix = 1
     while config.name is None and run_dir.exists():  # two default runs in the same second
         suffix += 1
@@ -152,6 +156,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
     steps = optimizer_steps_per_epoch(len(data.train_loader), config.gradient_accumulation_steps)
     scheduler = create_scheduler(optimizer, config.scheduler, config.num_epochs, steps)
     callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
+    _check_trainer_and_loss(config)
     criterion, embedding_criterion = build_criterion(config, data)
     common: dict[str, Any] = dict(
         model=wrap_model(model, ctx, device, config.distributed.sync_batchnorm),
@@ -201,6 +206,20 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
         common["criterion"] = DistillationLoss(temperature=dc.temperature, alpha=dc.alpha)
         return DistillationTrainer(**common, teacher=teacher)
     return CNNTrainer(**common)
+
+
+def _check_trainer_and_loss(config: TrainingConfig) -> None:
+    """Refuse loss settings a trainer would otherwise silently ignore."""
+    if config.trainer == "pinn" and config.loss.name == "supcon":
+        raise ConfigError("trainer: pinn combines classification and physics losses; it does "
+                          "not add the supcon embedding term. Use loss.name ce, "
+                          "label_smoothing or focal with trainer: pinn")
+    if config.trainer == "distillation" and (config.loss.name != "ce"
+                                             or config.loss.class_weights != "none"):
+        raise ConfigError("trainer: distillation trains on DistillationLoss (soft teacher "
+                          "targets + cross-entropy); loss.name must stay ce and "
+                          "loss.class_weights none (set distillation.alpha and "
+                          "distillation.temperature instead)")
 
 
 def _model_params(config: TrainingConfig, data: DataBundle) -> dict[str, Any]:
@@ -324,5 +343,6 @@ def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
                               f"without changing the learning rates already used; resume without "
                               f"--epochs, or start a new run")
         config.num_epochs = num_epochs
-        config.to_yaml(run_dir / "config.yaml")
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+            config.to_yaml(run_dir / "config.yaml")
     return run_training(config, progress_bar=progress_bar, resume_dir=run_dir)

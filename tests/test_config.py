@@ -63,6 +63,8 @@ def test_unknown_key_names_key_section_and_closest_match():
     ({"device": "gpu"}, "device = 'gpu' is not allowed"),
     ({"optimizer": {"lr": None}}, "optimizer.lr must be a float, got null"),
     ({"data": 3}, "section 'data' must be a mapping"),
+    ({"optimizer": {"lr": float("nan")}}, "optimizer.lr must be a finite number"),
+    ({"model": {"dropout": "nan"}}, "model.dropout must be a finite number"),
 ])
 def test_wrong_type_or_range_names_field_and_allowed_values(data, fragment):
     with pytest.raises(ConfigError) as err:
@@ -113,3 +115,16 @@ def test_commented_default_documents_every_field():
     assert TrainingConfig.from_dict(yaml.safe_load(text)) == TrainingConfig()
     reference = config_reference_markdown()
     assert "| `optimizer.lr` | `0.001` |" in reference
+
+
+def test_optimizer_betas_must_be_two_numbers():
+    from pfdtrain.training.optimization import create_optimizer
+    model = __import__("torch").nn.Linear(2, 2)
+    cfg = apply_overrides(TrainingConfig(), ["optimizer.betas=[a, b]"])
+    with pytest.raises(ConfigError, match=r"optimizer.betas must hold two numbers"):
+        create_optimizer(model, cfg.optimizer)
+
+
+def test_yaml_nan_override_is_refused():
+    with pytest.raises(ConfigError, match="optimizer.lr must be a finite number"):
+        apply_overrides(TrainingConfig(), ["optimizer.lr=.nan"])

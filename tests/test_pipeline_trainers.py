@@ -85,3 +85,19 @@ def test_physics_informed_training_from_the_config(tmp_path, model):
     assert type(loaded).__name__ == meta["model_class"]
     x, _, _ = next(iter(result.data.test_loader))
     assert loaded(x).shape == (x.shape[0], 11)  # model.forward(x) -> logits, no metadata needed
+
+
+@pytest.mark.parametrize("sections, fragment", [
+    ({"trainer": "pinn", "loss": {"name": "supcon"}}, "does not add the supcon"),
+    ({"trainer": "distillation", "loss": {"name": "focal"},
+      "distillation": {"teacher": "x.pth"}}, "loss.name must stay ce"),
+])
+def test_loss_settings_a_trainer_would_ignore_are_refused(tmp_path, sections, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        run_training(_config(tmp_path, **sections), progress_bar=False)
+
+
+def test_a_named_run_folder_is_never_reused(tmp_path):
+    run_training(_config(tmp_path, name="once", num_epochs=1), progress_bar=False)
+    with pytest.raises(ConfigError, match="already holds a run; continue it with"):
+        run_training(_config(tmp_path, name="once", num_epochs=1), progress_bar=False)

@@ -52,3 +52,17 @@ def test_resume_at_epoch_boundary_and_mid_epoch_is_bitwise_identical(tmp_path):
     _run("--dir", str(crash), "--epochs", "4", "--every-n-steps", "7", "--resume",
          "--out", str(tmp_path / "recovered"))
     _assert_identical(full, _result(tmp_path / "recovered"))
+
+
+def test_recovery_checkpoint_at_the_last_step_of_an_epoch_resumes_exactly(tmp_path):
+    """45 samples in batches of 4: the epoch's last step has a 1-sample batch; a recovery
+    save right there records every batch as done (more than 45 samples' worth)."""
+    _run("--dir", str(tmp_path / "full"), "--epochs", "4", "--out", str(tmp_path / "full"))
+    crash = tmp_path / "crash"
+    _run("--dir", str(crash), "--epochs", "4", "--every-n-steps", "6", "--crash-at-step", "12",
+         "--out", str(tmp_path / "never"), expect_rc=3)
+    recovery = load_checkpoint_file(crash / "latest_model.pth")
+    assert recovery["data_state"]["batches_done"] == 12 and recovery["epochs_completed"] == 1
+    _run("--dir", str(crash), "--epochs", "4", "--every-n-steps", "6", "--resume",
+         "--out", str(tmp_path / "recovered"))
+    _assert_identical(_result(tmp_path / "full"), _result(tmp_path / "recovered"))

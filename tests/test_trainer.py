@@ -232,3 +232,30 @@ def test_callbacks_get_the_hooks_in_order_and_can_stop_training():
                            ("batch_end", 2, 3)]
     assert events[5] == ("epoch_end", 0, sorted(REQUIRED_HISTORY_KEYS))
     assert events[-1] == ("train_end", sorted(REQUIRED_HISTORY_KEYS))
+
+
+def test_plateau_can_monitor_a_training_metric_without_validation():
+    x, y = _data()
+    model = _linear()
+    marker = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": model.parameters(), "lr": 0.0},
+                           {"params": [marker], "lr": 0.1}])
+    sched = create_scheduler(opt, SchedulerConfig(name="plateau", patience=0), 3, 3)
+    trainer = CNNTrainer(model, _loader(x, y, 4), optimizer=opt, lr_scheduler=sched,
+                         plateau_monitor="train_loss", progress_bar=False)
+    trainer.fit(3)
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.025)
+
+
+def test_distributed_sampler_shards_without_repeating_samples():
+    from pfdtrain.data.sampler import EpochShuffleSampler
+
+    shards = [EpochShuffleSampler(45, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    for shard in shards:
+        shard.set_epoch(1)
+    orders = [shard.order() for shard in shards]
+    assert len(orders[0]) == len(orders[1]) == 22
+    assert not set(orders[0]) & set(orders[1])  # no sample counted twice
+    single = EpochShuffleSampler(45, seed=3)
+    single.set_epoch(1)
+    assert sorted(orders[0] + orders[1]) == sorted(single.order()[:44])

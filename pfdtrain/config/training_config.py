@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -25,6 +26,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from pfdtrain.errors import PfdtrainError
+from pfdtrain.utils.io import atomic_open
 
 
 class ConfigError(PfdtrainError, ValueError):
@@ -316,7 +318,8 @@ class TrainingConfig:
         text = _to_commented_yaml(self) if comments else yaml.safe_dump(
             self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            with atomic_open(path, "w") as handle:  # a reader never sees half a config
+                handle.write(text)
         return text
 
     @classmethod
@@ -373,14 +376,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif base is float:
+        number: Optional[float] = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # PyYAML reads '3e-4' (no dot) as a string; accept any string float() accepts.
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
+            # PyYAML reads '3e-4' (no dot) as a string; accept any string float() accepts.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{where} must be a finite number, got {value!r}")
+            return number
     elif base is str:
         if isinstance(value, str):
             return value

@@ -34,8 +34,12 @@ class EpochShuffleSampler(DistributedSampler):
 
     def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True,
                  num_replicas: int = 1, rank: int = 0) -> None:
+        # With several replicas the last (fewer than num_replicas) samples of each epoch's
+        # order are dropped instead of padded: padding would repeat samples, counting them
+        # twice in the gradient and the metrics. The order changes every epoch, so no
+        # sample is dropped for good.
         super().__init__(range(int(num_samples)), num_replicas=num_replicas, rank=rank,
-                         shuffle=shuffle, seed=int(seed), drop_last=False)
+                         shuffle=shuffle, seed=int(seed), drop_last=num_replicas > 1)
         self.start_index = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -40,7 +40,7 @@ def classification_report(targets: np.ndarray, predictions: np.ndarray,
         precision = np.where(predicted > 0, true_pos / predicted, 0.0)
         recall = np.where(support > 0, true_pos / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0
+    present = (support > 0) | (predicted > 0)  # scikit-learn's convention: y_true ∪ y_pred
     per_class = {
         name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                "support": int(support[i])}

@@ -173,7 +173,7 @@ class CNNTrainer:
             self.callbacks.on_epoch_begin(epoch, {})
             train_metrics = self.train_epoch()                               # 1. train
             val_metrics = self.validate_epoch()                              # 2. validate
-            self._step_scheduler(val_metrics)                                # 3. scheduler
+            self._step_scheduler({**train_metrics, **val_metrics})           # 3. scheduler
             epoch_logs = self._log_epoch(train_metrics, val_metrics)         # 4. log
             self.callbacks.on_epoch_end(epoch, epoch_logs)                   # 5. callbacks
             self.epochs_completed = epoch + 1
@@ -202,7 +202,9 @@ class CNNTrainer:
             if not hasattr(sampler, "set_start_index") or loader.batch_size is None:
                 raise TrainingError("a mid-epoch resume needs a train loader with a batch_size and "
                                     "a sampler with set_start_index (EpochShuffleSampler)")
-            sampler.set_start_index(start_batch * loader.batch_size)
+            # A recovery save after the epoch's last step has every batch done; with a
+            # partial last batch that is fewer samples than start_batch * batch_size.
+            sampler.set_start_index(min(start_batch * loader.batch_size, sampler.num_samples))
         num_batches = start_batch + len(loader)
         window_weights = self._window_weights(loader, num_batches, start_batch)
         sums = self._epoch_sums if start_batch and self._epoch_sums else self._new_sums()
@@ -336,18 +338,19 @@ class CNNTrainer:
             weights.extend(size / sum(window) for size in window)
         return weights
 
-    def _step_scheduler(self, val_metrics: dict[str, float]) -> None:
-        """Step per-epoch schedulers; ``ReduceLROnPlateau`` always receives its metric."""
+    def _step_scheduler(self, metrics: dict[str, float]) -> None:
+        """Step per-epoch schedulers; ``ReduceLROnPlateau`` always receives its metric
+        (``plateau_monitor``, from the epoch's train or validation metrics)."""
         if self.lr_scheduler is None or self.scheduler_interval == "step":
             return
         if isinstance(self.lr_scheduler, ReduceLROnPlateau):
-            metric = val_metrics.get(self.plateau_monitor)
+            metric = metrics.get(self.plateau_monitor)
             if metric is None:
                 raise TrainingError(
                     f"ReduceLROnPlateau needs '{self.plateau_monitor}' every epoch, but the epoch's "
-                    f"validation metrics hold {sorted(val_metrics) or 'nothing'}. Provide a "
-                    f"validation split (data.val_fraction > 0), set scheduler.monitor to one of "
-                    f"those keys, or choose another scheduler.")
+                    f"metrics hold {sorted(metrics)}. Provide a validation split "
+                    f"(data.val_fraction > 0), set scheduler.monitor to one of those keys, or "
+                    f"choose another scheduler.")
             self.lr_scheduler.step(metric)
         else:
             self.lr_scheduler.step()
@@ -560,7 +563,7 @@ class CNNTrainer:
             f"CUDA version: {torch.version.cuda}",
             f"cuDNN version: {cudnn}",
             f"Device: {self.device}",
-            f"Model: {self.model.__class__.__name__}",
+            f"Model: {self.unwrapped_model.__class__.__name__}",
             f"Optimizer: {self.optimizer.__class__.__name__}",
             f"Scheduler: {self.lr_scheduler.__class__.__name__ if self.lr_scheduler else None}",
             f"Batch size: {batch_size}",

@@ -62,8 +62,10 @@ def create_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.O
         >>> opt = create_optimizer(model, OptimizerConfig(name="sgd", lr=0.1))
     """
     groups = parameter_groups(model, config.weight_decay)
-    if len(config.betas) != 2:
-        raise ConfigError(f"optimizer.betas must hold two numbers, got {config.betas!r}")
+    if (len(config.betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                          and 0.0 <= b < 1.0 for b in config.betas)):
+        raise ConfigError(f"optimizer.betas must hold two numbers in [0, 1), e.g. [0.9, 0.999]; "
+                          f"got {config.betas!r}")
     betas = (float(config.betas[0]), float(config.betas[1]))
     if config.name == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, betas=betas, eps=config.eps)
