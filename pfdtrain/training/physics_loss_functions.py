@@ -201,9 +201,10 @@ class PhysicalConstraintLoss(nn.Module):
       low-eccentricity journal (large S). Note the direction: the instability sits at *large*
       Raimondi-Boyd S (small European load number So = 1 / (2π S)), so "no whirl at a high
       load number" means "no whirl at a *low* S" here. The default limit 0.04 lies below the
-      generator's smallest S (0.05; docs/data.md §1.1), so no correct synthetic whirl record is
-      penalised by more than ~0.06 · p (at S = 0.05); on this project's synthetic data the
-      term only acts on out-of-range or real metadata.
+      generator's smallest S (0.05; docs/data.md §1.1): the weight is at most 0.06 there (0.017
+      at the default dataset's smallest S, 0.06), so a correct synthetic whirl prediction
+      pays at most 0.06 · (−log(1 − p)) (0.14 at p = 0.9); on this project's synthetic data
+      the term is nearly inert and acts on out-of-range or real metadata.
 
     Rejected candidates, because ``pfdtrain.data.synthetic`` violates them (it draws every
     class independently of the operating point; a penalty inside its ranges would punish
