@@ -22,7 +22,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from pfdtrain.evaluation.evaluate import EvaluationError, predict_logits, softmax
+from pfdtrain.evaluation.evaluate import (EvaluationError, model_takes_metadata, predict_logits,
+                                          softmax)
 
 PathLike = Union[str, Path]
 
@@ -158,6 +159,10 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
                             np.zeros(1, dtype=np.int64), window, stride, normalization,
                             record_ids=[recording.name])
     batch_size = int(data_cfg.get("batch_size") or 32)
+    if model_takes_metadata(model) and (metadata.get("config") or {}).get("trainer") == "pinn":
+        notes.append("this model was trained with the operating conditions (speed, load, "
+                     "temperature); a bare recording gives it none, so it uses its learned "
+                     "'missing' inputs and may be less accurate than in evaluation")
     logits, _ = predict_logits(model, dataset, batch_size)
     probs = softmax(logits)
     top = probs.argmax(axis=1)
