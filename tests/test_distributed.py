@@ -84,9 +84,13 @@ def test_ddp_resumes_a_single_process_checkpoint_and_back(runs):
     history = json.loads((mixed / "history.json").read_text())
     single = json.loads((folder / "runs/single/history.json").read_text())
     assert history["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
-    # and the DDP checkpoint loads in a single process
+    # and the DDP checkpoint loads in a single process, for evaluation and to resume
     model, meta = load_model_for_evaluation(mixed / "checkpoints/final_model.pth", device="cpu")
     assert meta["epochs_completed"] == 2 and type(model).__name__ == "CNN1D"
+    _run([sys.executable, "-m", "pfdtrain", "resume", str(mixed), "--epochs", "3"], folder)
+    history = json.loads((mixed / "history.json").read_text())
+    assert len(history["train_loss"]) == 3
+    assert history["train_loss"][:2] == pytest.approx(single["train_loss"], rel=1e-4)
 
 
 def test_an_exception_on_rank_one_ends_the_job_promptly(tmp_path):
