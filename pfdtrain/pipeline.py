@@ -32,6 +32,7 @@ from pfdtrain.training.distributed import (DistributedContext, barrier, broadcas
                                            init_distributed, process_device, wrap_model)
 from pfdtrain.training.optimization import (PER_STEP_SCHEDULERS, create_optimizer,
                                             create_scheduler, optimizer_steps_per_epoch)
+from pfdtrain.utils.device import resolve_device
 from pfdtrain.utils.io import write_json
 from pfdtrain.utils.logging import get_logger, setup_logging
 from pfdtrain.utils.reproducibility import set_seed
@@ -48,17 +49,6 @@ class RunResult:
     test_metrics: Optional[dict[str, Any]]
     trainer: CNNTrainer
     data: DataBundle
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; an unavailable CUDA request fails clearly."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device = {name!r} but CUDA is not available on this machine; "
-                          f"use device: auto or device: cpu")
-    return device
 
 
 def create_run_dir(config: TrainingConfig) -> Path:

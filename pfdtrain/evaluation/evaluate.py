@@ -296,14 +296,13 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     from pfdtrain.evaluation.loading import load_model_for_evaluation
     from pfdtrain.evaluation.metrics import classification_report
     from pfdtrain.evaluation.plots import plot_confusion_matrix
-    from pfdtrain.pipeline import resolve_device
     from pfdtrain.utils.io import atomic_open, write_json
 
     started = time.perf_counter()
     checkpoint = Path(checkpoint)
     if split not in SPLIT_NAMES:
         raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
-    model, metadata = load_model_for_evaluation(checkpoint, device=resolve_device(str(device)))
+    model, metadata = load_model_for_evaluation(checkpoint, device=device)
     stored_config = metadata.get("config")
     if not stored_config:
         raise EvaluationError(f"{checkpoint} stores no training config, so the window length, "

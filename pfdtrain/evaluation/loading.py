@@ -15,12 +15,7 @@ from torch import nn
 
 from pfdtrain.models import get_model_class
 from pfdtrain.training.checkpoint import CheckpointError, load_checkpoint_file
-
-
-def _resolve_device(device: Union[str, torch.device]) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from pfdtrain.utils.device import resolve_device
 
 
 def load_model_for_evaluation(checkpoint_path: Union[str, Path],
@@ -50,7 +45,7 @@ def load_model_for_evaluation(checkpoint_path: Union[str, Path],
     Example:
         >>> model, meta = load_model_for_evaluation(path, CNN1D, device="cpu")
     """
-    device = _resolve_device(device)
+    device = resolve_device(device)
     checkpoint = load_checkpoint_file(checkpoint_path, map_location=device)
     saved_class = checkpoint.get("model_class")
     if model_class is not None:

@@ -97,10 +97,9 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     """
     from pfdtrain.data.dataset import NORMALIZATIONS, WindowDataset
     from pfdtrain.evaluation.loading import load_model_for_evaluation
-    from pfdtrain.pipeline import resolve_device
 
     checkpoint, recording = Path(checkpoint), Path(recording)
-    model, metadata = load_model_for_evaluation(checkpoint, device=resolve_device(str(device)))
+    model, metadata = load_model_for_evaluation(checkpoint, device=device)
     class_names = list(metadata.get("class_names") or [])
     model_rate = metadata.get("sampling_rate")
     window = metadata.get("input_length")
