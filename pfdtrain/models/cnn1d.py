@@ -61,9 +61,7 @@ class CNN1D(VibrationClassifier):
             layers += [conv_bn_relu(c_in, c_out, 3), nn.MaxPool1d(2, ceil_mode=True)]
         self.features = nn.Sequential(*layers)
         self.pool = GlobalAvgPool1d()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(widths[-1], num_classes)
-        self.num_features: int = widths[-1]
+        self._init_head(widths[-1], num_classes, dropout)
         self.apply(init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

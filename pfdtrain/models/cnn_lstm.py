@@ -116,9 +116,7 @@ class CNNLSTM(VibrationClassifier):
         self.lstm = nn.LSTM(2 * c, hidden_size, num_layers=num_layers, batch_first=True,
                             bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
         self.attention = AttentionPooling(2 * hidden_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(2 * hidden_size, num_classes)
-        self.num_features: int = 2 * hidden_size
+        self._init_head(2 * hidden_size, num_classes, dropout)
         # init_weights leaves the LSTM and linears at PyTorch's default init (tanh/sigmoid gates).
         self.apply(init_weights)
 

@@ -19,11 +19,18 @@ class VibrationClassifier(nn.Module):
     """Base of the classifiers: ``forward(x) = forward_head(forward_features(x))``.
 
     A subclass defines ``forward_features(x) -> [B, num_features]`` (the pooled embedding,
-    which SupCon trains on) and the ``dropout`` and ``classifier`` layers of the head.
+    which SupCon trains on) and builds the head with ``_init_head``.
     """
 
     dropout: nn.Module
     classifier: nn.Module
+    num_features: int
+
+    def _init_head(self, num_features: int, num_classes: int, dropout: float) -> None:
+        """Dropout and the linear classifier on an embedding of ``num_features``."""
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(num_features, num_classes)
+        self.num_features = num_features
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Map embeddings ``[B, num_features]`` to logits ``[B, num_classes]`` (dropout, linear).

@@ -113,9 +113,7 @@ class ResNet18_1D(VibrationClassifier):
             c_in = c_out
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = GlobalAvgPool1d()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(widths[-1], num_classes)
-        self.num_features: int = widths[-1]
+        self._init_head(widths[-1], num_classes, dropout)
         # No zero-init of the last BN gamma per block: it would zero every conv2 gradient at
         # step 0, and the network is shallow enough to train well without it.
         self.apply(init_weights)
