@@ -28,8 +28,6 @@ OPTIONAL_KEYS = ("optimizer_state_dict", "scheduler_state_dict")
 RECOMMENDED_KEYS = ("scheduler_state_dict", "scaler_state_dict", "random_state", "config",
                     "model_class", "timestamp")
 
-CHECKPOINT_FILES = ("best_model.pth", "latest_model.pth", "final_model.pth")
-
 
 class CheckpointError(PfdtrainError):
     """A checkpoint is missing, unreadable, unsafe or does not fit; the message names the file."""

@@ -23,9 +23,6 @@ from pfdtrain.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin",
-         "on_batch_end", "on_checkpoint")
-
 
 class Callback:
     """Base class: every hook is a no-op; override the ones you need.
