@@ -1,3 +1,3 @@
 """pfdtrain: training system for vibration-based machine fault diagnosis."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

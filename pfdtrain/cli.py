@@ -23,7 +23,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from pfdtrain import __version__
 from pfdtrain.config.training_config import TrainingConfig, apply_overrides
-from pfdtrain.errors import PfdtrainError
+from pfdtrain.errors import HANDLED_ERRNOS, PfdtrainError, output_error
 
 
 def _load_config(args: argparse.Namespace) -> TrainingConfig:
@@ -48,8 +48,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from pfdtrain.training.checkpoint import (OPTIONAL_KEYS, REQUIRED_KEYS, load_checkpoint_file,
-                                              validate_checkpoint_keys)
+    from pfdtrain.training.checkpoint import (INTEGRITY_KEY, OPTIONAL_KEYS, REQUIRED_KEYS,
+                                              load_checkpoint_file, validate_checkpoint_keys)
 
     checkpoint = load_checkpoint_file(args.checkpoint)
     problems = validate_checkpoint_keys(checkpoint)
@@ -69,6 +69,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         "pfdtrain_version": checkpoint.get("pfdtrain_version"),
         "torch_version": checkpoint.get("torch_version"),
         "timestamp": checkpoint.get("timestamp"),
+        "integrity": (f"verified ({checkpoint[INTEGRITY_KEY]['algorithm']} "
+                      f"{checkpoint[INTEGRITY_KEY]['digest'][:16]}…)" if INTEGRITY_KEY in checkpoint
+                      else "not recorded (written before pfdtrain 0.2; loaded unverified)"),
         "keys": {key: key in checkpoint for key in REQUIRED_KEYS + OPTIONAL_KEYS},
         "problems": problems,
     }
@@ -139,18 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_error(exc: Exception) -> int:
+    message = textwrap.fill(str(exc), width=100, subsequent_indent="  ",
+                            break_long_words=False, break_on_hyphens=False)
+    distributed = os.environ.get("WORLD_SIZE", "1") != "1"
+    where = f" (rank {os.environ.get('RANK')})" if distributed else ""
+    print(f"pfdtrain: error{where}: {message}", file=sys.stderr)
+    return 2
+
+
 @record  # under torchrun: the failing rank's traceback goes into the job's error report
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except PfdtrainError as exc:
-        message = textwrap.fill(str(exc), width=100, subsequent_indent="  ",
-                                break_long_words=False, break_on_hyphens=False)
-        distributed = os.environ.get("WORLD_SIZE", "1") != "1"
-        where = f" (rank {os.environ.get('RANK')})" if distributed else ""
-        print(f"pfdtrain: error{where}: {message}", file=sys.stderr)
-        return 2
+        return _print_error(exc)
+    except OSError as exc:
+        # a filesystem refusal that no write site wrapped (e.g. a read-only folder met by
+        # a library): still one paragraph naming the path and the fix, not a traceback
+        if exc.errno not in HANDLED_ERRNOS:
+            raise
+        return _print_error(output_error(exc))
     except KeyboardInterrupt:
         print("pfdtrain: interrupted", file=sys.stderr)
         return 130

@@ -7,10 +7,8 @@ Example:
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,11 +28,13 @@ from pfdtrain.training.cnn_callbacks import (Callback, DashboardEventWriter, Ear
 from pfdtrain.training.cnn_trainer import CNNTrainer
 from pfdtrain.training.distributed import (DistributedContext, barrier, broadcast_object,
                                            init_distributed, process_device, wrap_model)
+from pfdtrain.training.run_folder import (RunFolderLock, claim_run_dir, clear_run_files,
+                                          has_checkpoints, plan_run_dir, remove_temp_files)
 from pfdtrain.training.optimization import (PER_STEP_SCHEDULERS, create_optimizer,
                                             create_scheduler, optimizer_steps_per_epoch)
 from pfdtrain.utils.device import resolve_device
 from pfdtrain.utils.io import write_json
-from pfdtrain.utils.logging import get_logger, setup_logging
+from pfdtrain.utils.logging import attach_log_file, get_logger, setup_logging
 from pfdtrain.utils.reproducibility import set_seed
 
 logger = get_logger(__name__)
@@ -49,22 +49,6 @@ class RunResult:
     test_metrics: Optional[dict[str, Any]]
     trainer: CNNTrainer
     data: DataBundle
-
-
-def create_run_dir(config: TrainingConfig) -> Path:
-    """``<output_dir>/<name>``; a default name is ``<model>-<timestamp>``, never reused."""
-    root = Path(config.output_dir)
-    name = config.name or f"{config.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = root / name
-    if config.name is not None and (run_dir / "config.yaml").exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run; continue it with "
-                          f"`pfdtrain resume {run_dir}` or choose another name")
-    suffix = 1
-    while config.name is None and run_dir.exists():  # two default runs in the same second
-        suffix += 1
-        run_dir = root / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -231,7 +215,11 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
     The run folder holds ``config.yaml``, ``history.json``, ``test_metrics.json``,
     ``events.jsonl``, ``train.log`` and ``checkpoints/``. The test split is used only here,
     after training, never for selection. With ``resume_dir`` the run in that folder
-    continues from its newest good checkpoint.
+    continues from its newest good checkpoint (or starts again from its config when the
+    earlier attempt left none).
+
+    Nothing is written into a new run folder before the config, the data and the model
+    set-up are validated; from then on the folder is locked against a second process.
     """
     started = time.perf_counter()
     dc = config.distributed
@@ -239,15 +227,12 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
     set_seed(config.seed, config.deterministic)
     device = process_device(ctx, resolve_device(config.device))
     # Rank 0 names and owns the run folder; the other ranks write nothing and log only
-    # warnings and errors.
+    # warnings and errors. Log lines are held until the folder exists.
+    setup_logging(quiet=not ctx.is_main, hold_for_file=ctx.is_main)
     run_dir = None
     if ctx.is_main:
-        run_dir = resume_dir if resume_dir is not None else create_run_dir(config)
+        run_dir = resume_dir if resume_dir is not None else plan_run_dir(config)
     run_dir = Path(broadcast_object(str(run_dir)))
-    setup_logging(log_file=run_dir / "train.log" if ctx.is_main else None, quiet=not ctx.is_main)
-    if ctx.is_main and resume_dir is None:
-        config.to_yaml(run_dir / "config.yaml")
-    logger.info(f"Run folder: {run_dir}")
 
     if ctx.enabled and config.data.source == "synthetic":
         if ctx.is_main:
@@ -262,22 +247,53 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
                 f"{data.input_length} samples at {data.sampling_rate:g} Hz)")
     trainer = build_trainer(config, data, device, run_dir if ctx.is_main else None,
                             progress_bar if ctx.is_main else False, ctx)
-    if resume_dir is not None:
-        checkpoint_path = find_resume_checkpoint(run_dir)
-        checkpoint = trainer.load_checkpoint(checkpoint_path)
-        saved_hash = checkpoint.get("metadata", {}).get("dataset_hash")
-        if saved_hash and saved_hash != data.content_hash:
-            raise CheckpointError(f"{checkpoint_path} was trained on dataset {saved_hash[:12]}, but "
-                                  f"the config now gives {data.content_hash[:12]}; resume with "
-                                  f"the same data")
-    history = trainer.fit(config.num_epochs)
-    test_metrics = None
-    if ctx.is_main:
-        write_json(run_dir / "history.json", history)
-        plot_history(history, run_dir / "history.png")
-        test_metrics = _evaluate_test_split(trainer, data, run_dir)
+
+    lock = RunFolderLock(run_dir) if ctx.is_main else None
+    try:
+        if lock is not None:
+            lock.acquire()
+            resume_from = _open_run_dir(run_dir, config, resumed=resume_dir is not None)
+        else:
+            resume_from = None
+        resume_from = broadcast_object(resume_from)
+        if resume_from is not None:
+            checkpoint = trainer.load_checkpoint(Path(resume_from))
+            saved_hash = checkpoint.get("metadata", {}).get("dataset_hash")
+            if saved_hash and saved_hash != data.content_hash:
+                raise CheckpointError(f"{resume_from} was trained on dataset {saved_hash[:12]}, "
+                                      f"but the config now gives {data.content_hash[:12]}; "
+                                      f"resume with the same data")
+        history = trainer.fit(config.num_epochs)
+        test_metrics = None
+        if ctx.is_main:
+            write_json(run_dir / "history.json", history)
+            plot_history(history, run_dir / "history.png")
+            test_metrics = _evaluate_test_split(trainer, data, run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
     logger.info(f"Finished in {time.perf_counter() - started:.1f} s; results in {run_dir}")
     return RunResult(run_dir, history, test_metrics, trainer, data)
+
+
+def _open_run_dir(run_dir: Path, config: TrainingConfig, resumed: bool) -> Optional[str]:
+    """Prepare the locked run folder; the checkpoint to resume from, or None for a fresh start."""
+    resume_from = None
+    if resumed:
+        remove_temp_files(run_dir)
+        if has_checkpoints(run_dir):
+            resume_from = str(find_resume_checkpoint(run_dir))
+        else:
+            clear_run_files(run_dir, keep_config=True)
+    else:
+        claim_run_dir(run_dir)
+    config.to_yaml(run_dir / "config.yaml")  # a resume may have changed num_epochs
+    attach_log_file(run_dir / "train.log")
+    logger.info(f"Run folder: {run_dir}")
+    if resumed and resume_from is None:
+        logger.warning(f"{run_dir} holds no checkpoint (its earlier attempt stopped before the "
+                       f"first one); starting the run again from its config.yaml")
+    return resume_from
 
 
 def _evaluate_test_split(trainer: CNNTrainer, data: DataBundle, run_dir: Path
@@ -320,7 +336,11 @@ FIXED_LENGTH_SCHEDULERS = frozenset({"cosine", "cosine_warmup", "onecycle"})
 
 def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
                     progress_bar: Optional[bool] = None) -> RunResult:
-    """Continue the run in ``run_dir`` (its ``config.yaml``) up to ``num_epochs`` in total."""
+    """Continue the run in ``run_dir`` (its ``config.yaml``) up to ``num_epochs`` in total.
+
+    ``config.yaml`` is rewritten with the new ``num_epochs`` once the folder is locked (a
+    second process resuming the same folder is refused before it changes anything).
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a pfdtrain run folder (no config.yaml); pass the "
@@ -333,6 +353,4 @@ def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
                               f"without changing the learning rates already used; resume without "
                               f"--epochs, or start a new run")
         config.num_epochs = num_epochs
-        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
-            config.to_yaml(run_dir / "config.yaml")
     return run_training(config, progress_bar=progress_bar, resume_dir=run_dir)

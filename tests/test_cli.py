@@ -66,10 +66,11 @@ def test_inspect_validates_the_checkpoint_contract(trained_run, tmp_path):
     assert summary["metadata"]["class_names"][0] == "healthy"
     import torch
     broken = torch.load(run / "checkpoints/best_model.pth", weights_only=True)
-    del broken["history"]
+    del broken["history"], broken["integrity"]  # as a hand-made file without a digest
     torch.save(broken, tmp_path / "broken.pth")
     proc = pfdtrain("inspect", str(tmp_path / "broken.pth"), cwd=tmp_path, expect=1)
     assert "MISSING history (required)" in proc.stdout
+    assert "not recorded" in proc.stdout and "no content digest" in proc.stderr
     assert "missing required key 'history'" in proc.stderr
 
 
@@ -81,9 +82,12 @@ def test_resume_continues_to_the_same_result(workdir, trained_run):
     pfdtrain("resume", str(part), "--epochs", "2", cwd=workdir)
     assert json.loads((part / "history.json").read_text()) == \
         json.loads((run / "history.json").read_text())
-    events = [json.loads(line)["event"] for line in (part / "events.jsonl").read_text().splitlines()]
-    assert events == ["train_begin", "epoch_complete", "train_end",
-                      "train_begin", "epoch_complete", "train_end"]
+    events = [json.loads(line) for line in (part / "events.jsonl").read_text().splitlines()]
+    # the first session's train_end came after its last checkpoint: the stream joins there
+    assert [e["event"] for e in events] == ["train_begin", "epoch_complete", "resumed",
+                                            "epoch_complete", "train_end"]
+    assert events[2]["epoch"] == 2 and events[2]["batches_done"] == 0
+    assert events[2]["step"] > 0 and events[2]["total_epochs"] == 2
 
 
 def test_bad_config_ends_with_one_paragraph_not_a_traceback(workdir):

@@ -1,7 +1,10 @@
-"""The one checkpoint format (guide §4): atomic writes, safe loads, clear failures.
+"""The one checkpoint format (guide §4): atomic writes, safe loads, verified content.
 
 A checkpoint is a plain dict of tensors and builtins, so ``torch.load(weights_only=True)``
 reads it without allowing any pickled class; RNG states are stored as tensors and lists.
+Every checkpoint carries ``integrity``: a SHA-256 digest of its content (keys, values, tensor
+dtypes, shapes and bytes), checked on every load. ``torch.load`` itself does not notice bytes
+damaged inside the archive's tensor data; the digest does.
 
 Example:
     >>> save_checkpoint(trainer.state_checkpoint(), run_dir / "latest_model.pth")
@@ -10,6 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import io
+import math
 import pickle
 import random
 import zipfile
@@ -21,12 +27,17 @@ import torch
 
 from pfdtrain.errors import PfdtrainError
 from pfdtrain.utils.io import atomic_open
+from pfdtrain.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 # §4.1 minimum fields; §6.1 marks the first five as required for evaluation.
 REQUIRED_KEYS = ("model_state_dict", "epoch", "best_val_acc", "best_val_loss", "history")
 OPTIONAL_KEYS = ("optimizer_state_dict", "scheduler_state_dict")
 RECOMMENDED_KEYS = ("scheduler_state_dict", "scaler_state_dict", "random_state", "config",
                     "model_class", "timestamp")
+INTEGRITY_KEY = "integrity"
+DIGEST_ALGORITHM = "sha256-content-v1"
 
 
 class CheckpointError(PfdtrainError):
@@ -44,15 +55,64 @@ def get_checkpoint_filename(prefix: str, epoch: int, metric: float, metric_name:
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Union[str, Path]) -> Path:
-    """Write atomically: temp file in the same folder, flush + fsync, ``os.replace``.
+    """Write atomically with a content digest: temp file in the same folder, fsync, ``os.replace``.
 
-    A crash or exception mid-save leaves the previous file at ``path`` untouched.
+    The checkpoint is serialised in memory first, so a full disk surfaces as a plain
+    ``OSError`` of the file write (``torch.save`` on a file would hide it in a RuntimeError),
+    which :func:`pfdtrain.utils.io.atomic_path` turns into an error naming the file. A crash,
+    kill or exception mid-save leaves the previous file at ``path`` untouched.
     """
     _check_loadable(checkpoint, "checkpoint")
+    content = {key: value for key, value in checkpoint.items() if key != INTEGRITY_KEY}
+    content[INTEGRITY_KEY] = {"algorithm": DIGEST_ALGORITHM, "digest": content_digest(content)}
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
     path = Path(path)
     with atomic_open(path, "wb") as handle:
-        torch.save(checkpoint, handle)
+        handle.write(buffer.getbuffer())
     return path
+
+
+def content_digest(checkpoint: dict[str, Any]) -> str:
+    """SHA-256 over a checkpoint's content, independent of how the archive lays it out.
+
+    Keys are visited in sorted order; every value contributes its type, and tensors their
+    dtype, shape and raw bytes, so a changed bit anywhere in the content changes the digest.
+    The ``integrity`` entry itself is left out.
+
+    Example:
+        >>> content_digest({"epoch": 3, "w": torch.ones(2)}) == content_digest({"w": torch.ones(2), "epoch": 3})
+        True
+    """
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in checkpoint.items() if k != INTEGRITY_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Add one value to ``digest`` with a type tag, so that e.g. 1, 1.0 and "1" differ."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}|".encode())
+        # raw bytes of any dtype (bfloat16 included, which numpy cannot hold)
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}|".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)}|".encode())
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, float):
+        digest.update(f"F{'nan' if math.isnan(value) else value.hex()}|".encode())
+    elif isinstance(value, str):
+        encoded = value.encode("utf-8")
+        digest.update(f"S{len(encoded)}|".encode())
+        digest.update(encoded)
+    else:  # bool, int, None, torch.dtype, torch.device, torch.Size
+        digest.update(f"{type(value).__name__}:{value!r}|".encode())
 
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
@@ -75,16 +135,30 @@ def _check_loadable(value: Any, where: str) -> None:
 
 
 def load_checkpoint_file(path: Union[str, Path], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load with ``torch.load(weights_only=True)``; refuse anything unsafe or broken.
+    """Load with ``torch.load(weights_only=True)`` and verify the content digest.
+
+    A checkpoint written before digests existed (pfdtrain 0.1) loads with a logged note.
 
     Raises:
-        CheckpointError: missing, truncated or corrupt file, or one holding arbitrary
-            pickled objects (refused without running them); names the newest good
-            checkpoint beside it when there is one.
+        CheckpointError: missing, truncated, corrupt or damaged file (content that does not
+            match its digest), or one holding arbitrary pickled objects (refused without
+            running them); names the newest good checkpoint beside it when there is one.
     """
     path = Path(path)
+    try:
+        checkpoint = _read_verified(path, map_location)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{_alternative(path)}") from None
+    if INTEGRITY_KEY not in checkpoint:
+        logger.warning(f"{path} carries no content digest (written before pfdtrain 0.2); "
+                       f"loaded without an integrity check")
+    return checkpoint
+
+
+def _read_verified(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read and verify one file; the error names it but not its neighbours."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}.{_alternative(path)}")
+        raise CheckpointError(f"checkpoint not found: {path}.")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -93,21 +167,32 @@ def load_checkpoint_file(path: Union[str, Path], map_location: Any = "cpu") -> d
                 f"refused to load {path}: it holds arbitrary pickled Python objects, which could "
                 f"run code when unpickled, so it was not unpickled. pfdtrain checkpoints hold "
                 f"only tensors and plain values; load only files from sources you trust with "
-                f"torch.load yourself.{_alternative(path)}") from None
-        raise CheckpointError(f"checkpoint {path} is corrupt ({exc}).{_alternative(path)}") from None
+                f"torch.load yourself.") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt ({exc}).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
-                              f"{_alternative(path)}") from None
+                              ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not a pfdtrain checkpoint (it holds a "
-                              f"{type(checkpoint).__name__}, not a dict).{_alternative(path)}")
+                              f"{type(checkpoint).__name__}, not a dict).")
+    integrity = checkpoint.get(INTEGRITY_KEY)
+    if integrity is not None:
+        if not isinstance(integrity, dict) or integrity.get("algorithm") != DIGEST_ALGORITHM:
+            raise CheckpointError(f"checkpoint {path} has an integrity entry this pfdtrain "
+                                  f"cannot check ({integrity!r}); load it with the pfdtrain "
+                                  f"version that wrote it.")
+        if content_digest(checkpoint) != integrity.get("digest"):
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its content does not match the digest recorded "
+                f"when it was written (bytes inside the file changed on disk or in transfer), "
+                f"so its weights cannot be trusted.")
     return checkpoint
 
 
 def newest_good_checkpoint(folder: Union[str, Path], exclude: Optional[Path] = None
                            ) -> Optional[Path]:
-    """The most recently written ``*.pth`` in ``folder`` that loads cleanly, or None."""
+    """The most recently written ``*.pth`` in ``folder`` that loads and verifies, or None."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
@@ -115,8 +200,8 @@ def newest_good_checkpoint(folder: Union[str, Path], exclude: Optional[Path] = N
                         key=lambda p: p.stat().st_mtime, reverse=True)
     for candidate in candidates:
         try:
-            torch.load(candidate, map_location="cpu", weights_only=True)
-        except Exception:
+            _read_verified(candidate)
+        except CheckpointError:
             continue
         return candidate
     return None

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 
 import torch
 
-from pfdtrain.errors import TrainingError
+from pfdtrain.errors import TrainingError, output_error
 from pfdtrain.training.checkpoint import get_checkpoint_filename, save_checkpoint
 from pfdtrain.utils.logging import get_logger
 
@@ -553,8 +553,15 @@ class DashboardEventWriter(Callback):
     Events: ``train_begin``, one ``epoch_complete`` per epoch with exactly the guide's keys
     (``epoch`` counted from 1, ``val_*`` null without validation, ``elapsed_time`` in seconds
     of training, carried over a resume), and ``train_end``. Each line is written whole with
-    one ``write`` on a file opened for appending and flushed, so a reader tailing the file
-    never sees half an event.
+    one ``write`` on a file opened for appending, so a reader tailing the file never sees
+    half an event.
+
+    A resumed run first cuts the file back to its length when the checkpoint was written
+    (events of work the checkpoint does not hold, e.g. the ``epoch_complete`` of an epoch
+    whose save was killed, would otherwise appear twice), then writes ``resumed`` in place
+    of ``train_begin``: ``epoch`` (1-based) and ``batches_done`` say where inside which epoch
+    training continues, ``step`` the optimizer step. A reader that sees the file shrink
+    reads it again from the start.
 
     Args:
         path: the events file, usually ``<run folder>/events.jsonl``.
@@ -567,15 +574,20 @@ class DashboardEventWriter(Callback):
         self.path = Path(path)
         self._start = 0.0
         self._elapsed_before = 0.0  # training time of earlier (resumed-from) sessions
+        self._resumed_at_bytes: Optional[int] = None  # set by load_state_dict
 
     def _emit(self, event: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(event, allow_nan=True) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise output_error(exc, self.path, "the checkpoints written so far are intact"
+                               ) from None
 
     def _elapsed(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._start
@@ -585,9 +597,18 @@ class DashboardEventWriter(Callback):
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
         self._start = time.perf_counter()
-        start_epoch = self.trainer.epochs_completed if self.trainer is not None else 0
-        self._emit({"event": "train_begin", "total_epochs": self._total_epochs(),
-                    "start_epoch": start_epoch + 1, "timestamp": _now()})
+        trainer = self.trainer
+        start_epoch = trainer.epochs_completed if trainer is not None else 0
+        if self._resumed_at_bytes is None:
+            self._emit({"event": "train_begin", "total_epochs": self._total_epochs(),
+                        "start_epoch": start_epoch + 1, "timestamp": _now()})
+            return
+        if self.path.is_file() and self.path.stat().st_size > self._resumed_at_bytes:
+            os.truncate(self.path, self._resumed_at_bytes)
+        self._emit({"event": "resumed", "epoch": trainer.current_epoch + 1,
+                    "batches_done": trainer.batches_done, "step": trainer.global_step,
+                    "total_epochs": self._total_epochs(),
+                    "elapsed_time": round(self._elapsed_before, 3), "timestamp": _now()})
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         logs = logs or {}
@@ -609,10 +630,13 @@ class DashboardEventWriter(Callback):
                     "elapsed_time": round(self._elapsed(), 3), "timestamp": _now()})
 
     def state_dict(self) -> dict:
-        return {"elapsed_time": self._elapsed() if self._start else self._elapsed_before}
+        return {"elapsed_time": self._elapsed() if self._start else self._elapsed_before,
+                "events_bytes": self.path.stat().st_size if self.path.is_file() else 0}
 
     def load_state_dict(self, state: dict) -> None:
         self._elapsed_before = float(state["elapsed_time"])
+        # checkpoints from before pfdtrain 0.2 do not know the length: keep the whole file
+        self._resumed_at_bytes = int(state.get("events_bytes", 1 << 62))
 
 
 def _now() -> str:
