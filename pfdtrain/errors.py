@@ -38,6 +38,8 @@ _FIXES = {
                   "or write elsewhere"),
     errno.EISDIR: ("a folder has that name", "give a file path, e.g. <folder>/<name>.h5, or "
                    "remove the folder"),
+    errno.EEXIST: ("a file is in the way where a folder is needed", "give a folder path (e.g. "
+                   "another --out) or move the file"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "give a path whose parents "
                     "are folders"),
 }

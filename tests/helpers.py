@@ -32,3 +32,27 @@ def tiny_trainer(callbacks=(), lr=3e-3, flip_val=False, seed=0, **kwargs):
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     return CNNTrainer(model, train, val, optimizer=optimizer, callbacks=list(callbacks),
                       progress_bar=False, **kwargs)
+
+
+# A run of the whole CLI in a few seconds: 132 windows per split, a 4-channel CNN1D.
+TINY_CLI_CONFIG = {
+    "num_epochs": 2,
+    "log_interval": 2,
+    "data": {"window_length": 1024, "window_stride": 1024, "batch_size": 16,
+             "val_fraction": 0.34, "test_fraction": 0.34},
+    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
+    "model": {"name": "cnn1d", "params": {"base_channels": 4}},
+    "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5},
+    "callbacks": {"early_stopping": {"patience": 5}},
+}
+
+
+def run_cli(*args, cwd, expect=0, **popen_kwargs):
+    """``python -m pfdtrain ARGS`` in ``cwd``; asserts the exit code, returns the process."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pfdtrain", *args], cwd=cwd,
+                          capture_output=True, text=True, **popen_kwargs)
+    assert proc.returncode == expect, proc.stderr[-4000:]
+    return proc

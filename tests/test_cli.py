@@ -1,31 +1,18 @@
 """The command line end to end on a tiny config: train, inspect, resume, config, errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from pfdtrain.config.training_config import TrainingConfig
+from tests.helpers import TINY_CLI_CONFIG, run_cli
 
-TINY = {
-    "num_epochs": 2,
-    "log_interval": 2,
-    "data": {"window_length": 1024, "window_stride": 1024, "batch_size": 16,
-             "val_fraction": 0.34, "test_fraction": 0.34},
-    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
-    "model": {"name": "cnn1d", "params": {"base_channels": 4}},
-    "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5},
-    "callbacks": {"early_stopping": {"patience": 5}},
-}
+TINY = TINY_CLI_CONFIG
 
 
 def pfdtrain(*args, cwd, expect=0):
-    proc = subprocess.run([sys.executable, "-m", "pfdtrain", *args], cwd=cwd,
-                          capture_output=True, text=True)
-    assert proc.returncode == expect, proc.stderr[-4000:]
-    return proc
+    return run_cli(*args, cwd=cwd, expect=expect)
 
 
 @pytest.fixture(scope="module")

@@ -52,9 +52,9 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # h5py reports write failures as either
         tmp.unlink(missing_ok=True)
-        code = exc.errno if exc.errno is not None else _errno_in_message(str(exc))
+        code = getattr(exc, "errno", None) or _errno_in_message(str(exc))
         if code not in HANDLED_ERRNOS:
             raise
         raise output_error(OSError(code, os.strerror(code)), path, kept) from None
@@ -98,8 +98,8 @@ def remove_stale_temp_files(folder: Union[str, Path]) -> list[Path]:
 
 
 def _errno_in_message(message: str) -> Optional[int]:
-    """h5py reports a failed write as an OSError without ``errno``, naming it in the text
-    (``... errno = 28, error message = 'No space left on device' ...``)."""
+    """h5py reports a failed write as an OSError or RuntimeError without ``errno``, naming it
+    in the text (``... errno = 28, error message = 'No space left on device' ...``)."""
     found = re.search(r"errno\s*=\s*(\d+)", message)
     return int(found.group(1)) if found else None
 
