@@ -118,7 +118,7 @@ def build_criterion(config: TrainingConfig, data: DataBundle
 
 def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device,
                   run_dir: Optional[Path] = None, progress_bar: Optional[bool] = None,
-                  ctx: DistributedContext = DistributedContext()) -> CNNTrainer:
+                  ctx: Optional[DistributedContext] = None) -> CNNTrainer:
     """Model, optimizer, scheduler, loss, callbacks and the trainer the config names.
 
     Under DDP the trainer gets the model wrapped in ``DistributedDataParallel``; callbacks
@@ -133,7 +133,8 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
     _check_trainer_and_loss(config)
     criterion, embedding_criterion = build_criterion(config, data)
     common: dict[str, Any] = dict(
-        model=wrap_model(model, ctx, device, config.distributed.sync_batchnorm),
+        model=wrap_model(model, ctx or DistributedContext(), device,
+                         config.distributed.sync_batchnorm),
         train_loader=data.train_loader,
         val_loader=data.val_loader,
         optimizer=optimizer,

@@ -8,7 +8,6 @@ read-only bind mount (skipped with the reason elsewhere).
 """
 
 import json
-import os
 import resource
 import shutil
 import signal

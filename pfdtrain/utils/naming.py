@@ -36,7 +36,8 @@ def check_keywords(given: Iterable[str], accepted: Sequence[str], owner: str, no
         >>> check_keywords(["smoothng"], ["smoothing"], "loss 'label_smoothing'", "argument",
         ...                ValueError)
         Traceback (most recent call last):
-        ValueError: unknown argument 'smoothng' for loss 'label_smoothing'; valid arguments: smoothing. Did you mean 'smoothing'?
+        ValueError: unknown argument 'smoothng' for loss 'label_smoothing'; valid arguments: \
+smoothing. Did you mean 'smoothing'?
     """
     for key in given:
         if key not in accepted:
