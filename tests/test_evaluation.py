@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pfdtrain.config.training_config import TrainingConfig
-from pfdtrain.data.dataset import build_dataloaders, read_dataset, write_dataset
+from pfdtrain.data import build_dataloaders, read_dataset, write_dataset
 from pfdtrain.evaluation.evaluate import (EvaluationError, _check_compatible, add_evaluate_parser,
                                           evaluate_checkpoint, expected_calibration_error,
                                           soft_vote)

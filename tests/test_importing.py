@@ -10,19 +10,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from pfdtrain.data.dataset import DataError, read_dataset
-from pfdtrain.data.importing import (
-    CWRU_10CLASS,
-    CWRU_4CLASS,
-    RecordingError,
-    RecordingWarning,
-    add_data_parser,
-    cwru_file_class,
-    cwru_manifest,
-    import_cwru,
-    import_manifest,
-    read_signal,
-)
+from pfdtrain.cli_data import add_data_parser
+from pfdtrain.data import DataError, read_dataset
+from pfdtrain.data.importers.cwru import (CWRU_4CLASS, CWRU_10CLASS, cwru_file_class,
+                                          cwru_manifest, import_cwru)
+from pfdtrain.data.importers.manifest import import_manifest
+from pfdtrain.data.importers.readers import RecordingError, RecordingWarning, read_signal
 from pfdtrain.errors import PfdtrainError
 
 RNG = np.random.default_rng(0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pfdtrain.config.training_config import TrainingConfig
-from pfdtrain.data.dataset import (
+from pfdtrain.data import (
     DataError,
     DataLeakageError,
     RecordSplit,
@@ -21,7 +21,7 @@ from pfdtrain.data.dataset import (
     read_dataset,
     write_dataset,
 )
-from pfdtrain.data.importing import import_manifest
+from pfdtrain.data.importers.manifest import import_manifest
 from pfdtrain.data.splits import SplitWarning, make_splits, time_boundaries
 
 N, WINDOW = 4000, 256

@@ -18,7 +18,7 @@ tests, accuracy is inflated. Each strategy of ``data.split`` rules that out in i
     ``test_groups`` → test, ``val_groups`` → val (or ``val_fraction`` of the rest, by
     record), the rest trains. Measures transfer to unseen operating conditions.
 
-Every split is checked by :func:`pfdtrain.data.dataset.check_no_leakage` under the rules of
+Every split is checked by :func:`check_no_leakage` under the rules of
 its strategy, and :func:`make_splits` returns a JSON-able ``split_info`` that names every
 record (and time ranges), so a result can be traced to its exact split.
 
@@ -30,20 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import os
 import warnings
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
 
+import h5py
 import numpy as np
 
 from pfdtrain.config.training_config import DataConfig, TrainingConfig
-from pfdtrain.data.dataset import (
-    SPLITS,
-    UNSPLIT,
-    DataError,
-    LoadedDataset,
-    RecordSplit,
-    stratified_record_split,
-)
+from pfdtrain.data.records import (SPLITS, UNSPLIT, DataError, DataLeakageError, LoadedDataset,
+                                   RecordSplit)
+from pfdtrain.data.storage import missing_file_error
 
 STRATEGIES: tuple[str, ...] = ("record", "time", "group")
 PIECE_SEPARATOR = "#"  # time-split piece ids: "<record_id>#train"
@@ -70,6 +68,191 @@ def _counts_and_ids(splits: dict[str, RecordSplit], with_ranges: bool) -> dict[s
                                  for src, r in zip(split.sources, split.ranges)]
                           for name, split in splits.items()}
     return info
+
+
+# --------------------------------------------------------------------------------------------
+# Stratified record split and the leakage gate
+# --------------------------------------------------------------------------------------------
+
+def _round_half_up(x: float) -> int:
+    # Python's round() rounds 0.5 to even (round(2.5) == 2); counts should not depend on parity.
+    return int(np.floor(x + 0.5 + 1e-9))
+
+
+def stratified_record_split(labels: np.ndarray, severities: np.ndarray, val_fraction: float,
+                            test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Split record indices per (class × severity) cell; deterministic from ``seed``.
+
+    Each cell is shuffled with its own generator ``default_rng([seed, class, severity + 1])``
+    and gives ``round(frac × cell size)`` records (halves round up) to val and test. Every
+    cell keeps at least one train record: when the rounded counts would leave none (tiny
+    cells), the larger of the two counts is reduced one at a time (the test count on a tie).
+    So a 1-record cell is train only, and with the default fractions (0.15) a cell needs 4
+    records before it gives one record to val and one to test.
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}``, each sorted ascending.
+
+    Example:
+        >>> parts = stratified_record_split(np.arange(44) % 11, (np.arange(44) // 11) % 4,
+        ...                                 0.15, 0.15, seed=0)
+        >>> {k: len(v) for k, v in parts.items()}
+        {'train': 44, 'val': 0, 'test': 0}
+    """
+    labels = np.asarray(labels)
+    severities = np.asarray(severities)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    cells = sorted(set(zip(labels.tolist(), severities.tolist())))
+    for label, severity in cells:
+        members = np.flatnonzero((labels == label) & (severities == severity))
+        rng = np.random.default_rng([seed, label, severity + 1])  # severity -1 = unknown
+        perm = rng.permutation(members)
+        n = members.size
+        n_val, n_test = _round_half_up(val_fraction * n), _round_half_up(test_fraction * n)
+        while n_val + n_test > n - 1:  # keep one train record: trim the larger, test on a tie
+            if n_test >= n_val:
+                n_test -= 1
+            else:
+                n_val -= 1
+        out["val"].append(perm[:n_val])
+        out["test"].append(perm[n_val:n_val + n_test])
+        out["train"].append(perm[n_val + n_test:])
+    return {name: np.sort(np.concatenate(parts)).astype(np.int64) if parts
+            else np.zeros(0, np.int64) for name, parts in out.items()}
+
+
+def _leakage_views(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str, Any]]
+                   ) -> tuple[str, dict[str, tuple[list[str], list[str], Optional[np.ndarray]]]]:
+    """``(where, {split: (record ids, sources, ranges or None)})`` from any accepted input."""
+    if isinstance(path_or_splits, (str, os.PathLike)):
+        path = Path(path_or_splits)
+        if not path.is_file():
+            raise missing_file_error(path)
+        views = {}
+        try:
+            with h5py.File(path, "r") as f:
+                for name in (*SPLITS, UNSPLIT):
+                    if name not in f:
+                        continue
+                    g = f[name]
+                    ids = [str(s) for s in g["record_ids"].asstr()[()]]
+                    if "sources" in g:
+                        views[name] = (ids, [str(s) for s in g["sources"].asstr()[()]],
+                                       g["ranges"][()].astype(np.int64))
+                    else:
+                        lengths = np.diff(g["record_offsets"][()].astype(np.int64))
+                        views[name] = (ids, ids, np.stack([np.zeros_like(lengths), lengths], 1))
+        except (OSError, KeyError) as exc:
+            raise DataError(f"cannot read the record ids of {path} ({exc}).") from None
+        return f" of {path}", views
+    if isinstance(path_or_splits, LoadedDataset):
+        where, splits = f" of {path_or_splits.path}", path_or_splits.splits
+    else:
+        where, splits = "", path_or_splits
+    views = {}
+    for name, s in splits.items():
+        if s is None:
+            continue
+        if isinstance(s, RecordSplit):
+            views[name] = (list(s.record_ids), list(s.sources), s.ranges)
+        else:  # plain ids: whole recordings, so any shared id overlaps completely
+            ids = [str(x) for x in s]
+            views[name] = (ids, ids, None)
+    return where, views
+
+
+def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str, Any]], *,
+                     strategy: Optional[str] = None, min_gap: int = 0) -> None:
+    """Refuse splits that share a record, or samples of one recording.
+
+    Two checks, for every split strategy:
+
+    1. No record id appears in more than one split.
+    2. Per source recording (``RecordSplit.sources``): with ``strategy`` ``"record"`` or
+       ``"group"`` a recording may appear in one split only. Otherwise (``"time"``, or None
+       for "whatever the data says") pieces of one recording may sit in several splits, but
+       the sample ranges of pieces in different splits must not overlap and must be at least
+       ``min_gap`` samples apart. Whole recordings (the default ranges) always overlap, so
+       for record-level data check 2 is the same as check 1.
+
+    Args:
+        path_or_splits: a dataset file, a :class:`LoadedDataset`, or a mapping from split
+            name to a :class:`RecordSplit` or to a sequence of record ids.
+        strategy: the split strategy that produced the splits (``record``, ``time``,
+            ``group``), or None.
+        min_gap: samples that must separate pieces of one recording in different splits
+            (the time split's ``split_gap``).
+
+    Raises:
+        DataLeakageError: naming the leaking record ids or recordings (up to 10), their splits
+            (and for pieces their sample ranges) and the count.
+
+    Example:
+        >>> try:
+        ...     check_no_leakage({"train": ["a", "b"], "test": ["b"]})
+        ... except DataLeakageError as exc:
+        ...     print(str(exc)[:60])
+        1 record id(s) appear in more than one split: b (train/test)
+    """
+    where, views = _leakage_views(path_or_splits)
+    seen: dict[str, list[str]] = {}
+    for name, (ids, _, _) in views.items():
+        for rid in set(ids):
+            seen.setdefault(rid, []).append(name)
+    leaks = sorted((rid, where_) for rid, where_ in seen.items() if len(where_) > 1)
+    if leaks:
+        shown = ", ".join(f"{rid} ({'/'.join(s)})" for rid, s in leaks[:10])
+        more = f" and {len(leaks) - 10} more" if len(leaks) > 10 else ""
+        raise DataLeakageError(
+            f"{len(leaks)} record id(s) appear in more than one split{where}: {shown}{more}. "
+            f"Windows of one recording in two splits inflate validation/test accuracy; rebuild "
+            f"the file with a record-level split (delete it if it is a synthetic cache).")
+
+    # Check 2: per source recording, the pieces each split holds.
+    pieces: dict[str, list[tuple[str, Optional[int], Optional[int]]]] = {}
+    for name, (_, sources, ranges) in views.items():
+        for i, src in enumerate(sources):
+            start, end = (None, None) if ranges is None else (int(ranges[i, 0]),
+                                                              int(ranges[i, 1]))
+            pieces.setdefault(src, []).append((name, start, end))
+    whole = strategy in ("record", "group")
+    problems: list[str] = []
+    leaking: set[str] = set()
+    for src in sorted(pieces):
+        parts = pieces[src]
+        if len({p[0] for p in parts}) < 2:
+            continue
+        if whole:
+            problems.append(f"{src} ({'/'.join(sorted({p[0] for p in parts}))})")
+            leaking.add(src)
+            continue
+        for a in range(len(parts)):
+            for b in range(a + 1, len(parts)):
+                (sa, a0, a1), (sb, b0, b1) = parts[a], parts[b]
+                if sa == sb:
+                    continue
+                if a0 is None or b0 is None:
+                    distance = -1  # unknown ranges: whole recordings, they overlap
+                else:
+                    distance = max(a0, b0) - min(a1, b1)  # < 0: overlap, else the gap
+                if distance < min_gap:
+                    what = ("overlap" if distance < 0 else
+                            f"only {distance} samples apart, the gap must be >= {min_gap}")
+                    ra = "" if a0 is None else f" [{a0}, {a1})"
+                    rb = "" if b0 is None else f" [{b0}, {b1})"
+                    problems.append(f"{src} ({sa}{ra} / {sb}{rb}: {what})")
+                    leaking.add(src)
+    if problems:
+        shown = ", ".join(problems[:10])
+        more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
+        rule = ("each recording must stay in one split" if whole else
+                "pieces of one recording in different splits must not share samples"
+                + (f" and must be at least {min_gap} samples apart" if min_gap else ""))
+        raise DataLeakageError(
+            f"{len(leaking)} source recording(s) leak across splits{where}"
+            f"{f' ({strategy} split)' if strategy else ''}: {shown}{more}; {rule}. Shared "
+            f"samples inflate validation/test accuracy; rebuild the splits with "
+            f"pfdtrain.data.splits.make_splits.")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Diagnose one recording with a trained checkpoint (``pfdtrain predict``).
 
 The recording is cut into the model's windows with its training stride and normalised exactly
-as in training (the same :class:`~pfdtrain.data.dataset.WindowDataset` code path); the
+as in training (the same :class:`~pfdtrain.data.windows.WindowDataset` code path); the
 diagnosis is the class of highest mean probability over the windows (soft vote), with the
 per-window hard votes alongside so a mixed recording is visible.
 
@@ -30,11 +30,11 @@ PathLike = Union[str, Path]
 
 def _read_recording(path: Path, variable: Optional[str], column: Optional[Union[str, int]]
                     ) -> tuple[np.ndarray, dict[str, Any]]:
-    """``(signal float64 1-D, info)`` via :func:`pfdtrain.data.importing.read_signal`.
+    """``(signal float64 1-D, info)`` via :func:`pfdtrain.data.importers.readers.read_signal`.
 
     Imported lazily: the .mat/.csv readers (scipy) are only needed when predicting.
     """
-    from pfdtrain.data.importing import read_signal
+    from pfdtrain.data.importers.readers import read_signal
 
     if not path.is_file():
         raise EvaluationError(f"recording {path} does not exist; pass the path of a .mat, .npy "
@@ -85,7 +85,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         EvaluationError: missing file, a sampling rate other than the model's, or a
             recording shorter than one window.
         RecordingError: (a ``DataError``, from
-            :func:`pfdtrain.data.importing.read_signal`) unreadable file, unknown format,
+            :func:`pfdtrain.data.importers.readers.read_signal`) unreadable file, unknown format,
             missing/ambiguous variable or column, NaN/inf samples.
         CheckpointError: the checkpoint cannot be loaded.
 
@@ -95,7 +95,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         >>> print(r["class"], f"{r['probability']:.2f}", r["votes"])
         outer_race 0.91 {'healthy': 0, ..., 'outer_race': 5, ...}
     """
-    from pfdtrain.data.dataset import NORMALIZATIONS, WindowDataset
+    from pfdtrain.data.windows import NORMALIZATIONS, WindowDataset
     from pfdtrain.evaluation.loading import load_model_for_evaluation
 
     checkpoint, recording = Path(checkpoint), Path(recording)
