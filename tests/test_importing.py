@@ -248,7 +248,8 @@ def test_manifest_problems_are_errors_naming_the_file(tmp_path: Path) -> None:
                                              r"non-numeric value 'heavy'"):
         import_manifest(manifest, out, sampling_rate=1000.0)
     manifest = write_manifest(tmp_path, "path,label", ["good.npy,a"])
-    with pytest.raises(RecordingError, match=r"good\.npy\): no valid sampling rate.*"
+    with pytest.raises(RecordingError, match=r"good\.npy\): no sampling rate: the file states "
+                                             r"none.*"
                                              r"--sampling-rate"):
         import_manifest(manifest, out)
     manifest = write_manifest(tmp_path, "file,label", ["good.npy,a"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -41,6 +41,29 @@ class DataLeakageError(DataError):
 # In-memory form of one split
 # --------------------------------------------------------------------------------------------
 
+def is_text_metadata(values: np.ndarray) -> bool:
+    """True for a text metadata column (e.g. a bearing code), False for a numeric one."""
+    return np.asarray(values).dtype.kind in "OUS"
+
+
+def metadata_array(values: Sequence[Any]) -> np.ndarray:
+    """One metadata column in its stored form: float64 when every value is a number (None
+    and NaN = unknown), else an object array of ``str`` (None = ``""``).
+
+    Example:
+        >>> metadata_array([1500, None]).tolist(), metadata_array(["KA04", "K001"]).dtype
+        ([1500.0, nan], dtype('O'))
+    """
+    arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+    if arr.dtype.kind in "fiub":
+        return arr.astype(np.float64)
+    flat = list(arr.reshape(-1))
+    if all(v is None or isinstance(v, (int, float, np.integer, np.floating))
+           and not isinstance(v, bool) for v in flat):
+        return np.array([np.nan if v is None else float(v) for v in flat], dtype=np.float64)
+    return np.array(["" if v is None else str(v) for v in flat], dtype=object)
+
+
 @dataclasses.dataclass
 class RecordSplit:
     """The records of one split, stored as in the HDF5 file.
@@ -51,7 +74,9 @@ class RecordSplit:
         labels: int64 [N] class indices.
         record_ids: N unique strings (e.g. ``syn-000123``).
         severities: int64 [N]; -1 where unknown (real recordings).
-        metadata: float64 [N] arrays, one per operating variable (NaN where unknown).
+        metadata: one [N] array per variable: float64 for operating variables (NaN where
+            unknown), or text (an object array of ``str``, ``""`` where unknown) for
+            labels such as a bearing code (:func:`metadata_array` makes either).
         sources: N strings, the source recording each record was cut from. Defaults to
             ``record_ids`` (every record is a whole recording); a time split's pieces
             ``rec-7#train`` and ``rec-7#test`` both have source ``rec-7``.
@@ -133,9 +158,12 @@ class RecordSplit:
         parts = [s for s in splits if s is not None]
         keys = sorted({k for s in parts for k in s.metadata})
         records = [s.record(i) for s in parts for i in range(len(s))]
-        meta = {k: np.concatenate([s.metadata[k] if k in s.metadata
-                                   else np.full(len(s), np.nan) for s in parts]
-                                  + [np.zeros(0)]) for k in keys}
+        text = {k for s in parts for k, v in s.metadata.items() if is_text_metadata(v)}
+        meta = {k: metadata_array(np.concatenate(
+            [s.metadata[k] if k in s.metadata
+             else np.full(len(s), "" if k in text else np.nan, dtype=object if k in text
+                          else np.float64) for s in parts]
+            + [np.zeros(0, dtype=object if k in text else np.float64)])) for k in keys}
         return cls.from_records(
             records, np.concatenate([s.labels for s in parts] + [np.zeros(0, np.int64)]),
             [r for s in parts for r in s.record_ids],
@@ -156,7 +184,7 @@ class RecordSplit:
             labels: class index of each record.
             record_ids: unique names.
             severities: 0..3 or -1 (unknown, the default).
-            metadata: ``{name: one float per record}``.
+            metadata: ``{name: one value per record}``: numbers (float64) or text.
             sources: source recording of each record (default: ``record_ids``).
             ranges: ``[N, 2]`` sample range of each record in its source (default: whole).
 
@@ -174,7 +202,7 @@ class RecordSplit:
         n = len(lengths)
         sev = (np.full(n, -1, np.int64) if severities is None
                else np.asarray(severities, dtype=np.int64))
-        meta = {k: np.asarray(v, dtype=np.float64) for k, v in (metadata or {}).items()}
+        meta = {k: metadata_array(v) for k, v in (metadata or {}).items()}
         return cls(signals, offsets, np.asarray(labels, dtype=np.int64), list(record_ids), sev,
                    meta, sources=None if sources is None else list(sources),
                    ranges=None if ranges is None else np.asarray(ranges, np.int64))

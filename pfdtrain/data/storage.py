@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from pfdtrain.data.records import (FORMAT, SPLIT_STRATEGIES, SPLITS, UNSPLIT, DataError,
-                                   LoadedDataset, RecordSplit)
+                                   LoadedDataset, RecordSplit, is_text_metadata)
 from pfdtrain.utils.io import atomic_path
 
 
@@ -59,7 +59,12 @@ def content_hash(splits: Mapping[str, RecordSplit], class_names: Sequence[str],
         add(f"{split_name}/severities", split.severities, "<i8")
         h.update(f"{split_name}/record_ids|".encode() + json.dumps(list(split.record_ids)).encode())
         for key in sorted(split.metadata):
-            add(f"{split_name}/metadata/{key}", split.metadata[key], "<f8")
+            values = split.metadata[key]
+            if is_text_metadata(values):  # text columns: only files that have them change
+                h.update(f"{split_name}/metadata/{key}|str|".encode()
+                         + json.dumps([str(v) for v in values]).encode())
+            else:
+                add(f"{split_name}/metadata/{key}", values, "<f8")
         if not split.has_default_provenance:
             h.update(f"{split_name}/sources|".encode() + json.dumps(list(split.sources)).encode())
             add(f"{split_name}/ranges", split.ranges, "<i8")
@@ -163,7 +168,12 @@ def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
                 g.create_dataset("severities", data=np.asarray(split.severities, dtype="<i8"))
                 meta = g.create_group("metadata")
                 for key, values in split.metadata.items():
-                    meta.create_dataset(key, data=np.asarray(values, dtype="<f8"))
+                    if is_text_metadata(values):
+                        meta.create_dataset(key, data=np.array([str(v) for v in values],
+                                                               dtype=object),
+                                            dtype=h5py.string_dtype("utf-8"))
+                    else:
+                        meta.create_dataset(key, data=np.asarray(values, dtype="<f8"))
                 if not split.has_default_provenance:  # pieces of recordings (e.g. time split)
                     g.create_dataset("sources", data=np.array(split.sources, dtype=object),
                                      dtype=h5py.string_dtype("utf-8"))
@@ -246,11 +256,16 @@ def _read_split(g: h5py.Group) -> RecordSplit:
         labels=g["labels"][()].astype(np.int64, copy=False),
         record_ids=[str(s) for s in g["record_ids"].asstr()[()]],
         severities=g["severities"][()].astype(np.int64, copy=False),
-        metadata={k: meta[k][()].astype(np.float64, copy=False)
-                  for k in meta} if meta is not None else {},
+        metadata={k: _read_metadata(meta[k]) for k in meta} if meta is not None else {},
         sources=[str(s) for s in g["sources"].asstr()[()]] if "sources" in g else None,
         ranges=g["ranges"][()].astype(np.int64, copy=False) if "ranges" in g else None,
     )
+
+
+def _read_metadata(d: h5py.Dataset) -> np.ndarray:
+    if h5py.check_string_dtype(d.dtype) is not None:  # a text column (e.g. bearing codes)
+        return np.array([str(s) for s in d.asstr()[()]], dtype=object)
+    return d[()].astype(np.float64, copy=False)
 
 
 def verify_content_hash(data: LoadedDataset) -> None:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pfdtrain.config.training_config import TrainingConfig
-from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit
+from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
 from pfdtrain.data.splits import check_no_leakage, resolve_splits
 from pfdtrain.data.storage import read_dataset, verify_content_hash
@@ -158,10 +158,12 @@ class WindowDataset(Dataset):
     def from_split(cls, split: RecordSplit, window_length: int, window_stride: int,
                    normalization: str = "zscore", with_metadata: bool = False
                    ) -> "WindowDataset":
-        """Windows of one :class:`RecordSplit` (with its operating metadata if asked)."""
+        """Windows of one :class:`RecordSplit` (with its numeric operating metadata if asked;
+        text columns such as a bearing code are for splitting, not model inputs)."""
         return cls(split.signals, split.record_offsets, split.labels, window_length,
                    window_stride, normalization, record_ids=split.record_ids,
-                   metadata=split.metadata if with_metadata else None)
+                   metadata={k: v for k, v in split.metadata.items()
+                             if not is_text_metadata(v)} if with_metadata else None)
 
     def __len__(self) -> int:
         return self.num_windows

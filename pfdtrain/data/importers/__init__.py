@@ -13,12 +13,14 @@ Example:
 
 from __future__ import annotations
 
-from pfdtrain.data.importers import cwru
+from pfdtrain.data.importers import cwru, mfpt, paderborn
 from pfdtrain.data.importers.core import Layout
 
 # name -> layout; insertion order is the order of help texts and the README table.
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
     cwru.LAYOUT,
+    mfpt.LAYOUT,
+    paderborn.LAYOUT,
 )}
 
 MANIFEST_LAYOUT = "manifest"  # the --layout default: not a folder layout, see manifest.py

@@ -26,13 +26,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from pfdtrain.data.records import UNSPLIT, DataError, RecordSplit
-from pfdtrain.data.importers.readers import RecordingError, RecordingWarning, read_signal
+from pfdtrain.data.importers.readers import (RecordingError, RecordingWarning, is_number,
+                                             read_signal)
 from pfdtrain.data.storage import write_dataset
 
 DEFAULT_MIN_LENGTH = 2048
 # Manifest columns with a meaning of their own; every other column is float metadata.
 RESERVED_COLUMNS: tuple[str, ...] = ("path", "label", "variable", "column", "sampling_rate",
-                                     "record_id", "bearing_id", "severity")
+                                     "record_id", "bearing_id", "severity", "file_metadata")
 
 
 def resample_signal(signal: np.ndarray, rate: float, target_rate: float
@@ -108,6 +109,53 @@ def _row_where(manifest: Optional[Path], row_number: int, file: Union[Path, str]
             else f"{file}")
 
 
+def _text_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> set[str]:
+    """Metadata columns whose non-empty cells are all text (bearing codes): stored as text.
+    A column mixing numbers and text stays numeric, so a typo such as ``15OO`` in ``rpm`` is
+    reported instead of turning the whole column into text."""
+    out = set()
+    for col in columns:
+        cells = [c for c in (row.get(col) for row in rows)
+                 if c is not None and str(c).strip() != ""]
+        if cells and not any(isinstance(c, (int, float)) or is_number(str(c)) for c in cells):
+            out.add(col)
+    return out
+
+
+def _mixed_rates_error(where: Union[Path, str], by_rate: Mapping[float, list[str]]
+                       ) -> RecordingError:
+    listed = "; ".join(f"{r:g} Hz: {len(f)} file(s), e.g. {f[0]}" for r, f in by_rate.items())
+    return RecordingError(f"{where}: recordings have different sampling rates ({listed}); every "
+                          f"record of a dataset needs the same rate: resample them with "
+                          f"--resample HZ (target_rate).")
+
+
+def _reconcile_rate(stated: Optional[float], info: Mapping[str, Any], where: str,
+                    from_manifest: bool, cell: bool) -> float:
+    """The recording's rate: the one the manifest or layout states and the one the file
+    states must agree; either alone is used; neither is an error."""
+    file_rate = info.get("sampling_rate")
+    if file_rate is None:
+        if stated is None:
+            raise RecordingError(
+                f"{where}: no sampling rate: the file states none and the manifest gives "
+                f"none; add a sampling_rate column (Hz) or pass --sampling-rate HZ.")
+        return float(stated)
+    if stated is None or np.isclose(stated, file_rate, rtol=1e-6, atol=0.0):
+        return float(file_rate)
+    said_by = info.get("sampling_rate_variable")
+    if not from_manifest:
+        raise RecordingError(
+            f"{where}: the file states a sampling rate of {file_rate:g} Hz ('{said_by}') but "
+            f"this layout's files are sampled at {stated:g} Hz; it is not a file of this set "
+            f"as distributed: leave it out (--skip-bad) or import it through a manifest.")
+    source = "the row's sampling_rate cell" if cell else "--sampling-rate"
+    raise RecordingError(
+        f"{where}: the file states a sampling rate of {file_rate:g} Hz ('{said_by}') but "
+        f"{source} says {stated:g} Hz; correct {source} (or leave the cell empty to use the "
+        f"file's rate), or fix the file.")
+
+
 def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
                  manifest: Optional[Path], target_rate: Optional[float],
                  sampling_rate: Optional[float], channel: Optional[str],
@@ -140,12 +188,12 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
         rid = (str(row.get("record_id") or "").strip() or str(row.get("bearing_id") or "").strip()
                or (file.stem if file is not None else f"row-{row_number}"))
         rate_cell = row.get("sampling_rate")
-        rate: Optional[float]
+        rate: Optional[float]  # the rate the manifest (or layout) states; None: the file's
         try:
             rate = _float_cell(rate_cell)
             rate = sampling_rate if np.isnan(rate) else rate
         except (TypeError, ValueError):
-            rate = None  # reported per row below (skippable)
+            rate = float("nan")  # reported per row below (skippable)
         entries.append((row_number, row, file, rid, rate))
     ids: dict[str, tuple[int, Any]] = {}
     for row_number, _, file, rid, _ in entries:
@@ -155,13 +203,13 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
                                  f"{other_row} ({other_file}) and row {row_number} ({file}); "
                                  f"record ids must be unique: add a record_id column.")
         ids[rid] = (row_number, file)
+    # Early, before reading any file: rates the manifest states. Rates only the files state
+    # are checked the same way once read (below).
     rates = {r for *_, r in entries if r is not None and np.isfinite(r) and r > 0}
     if target_rate is None and len(rates) > 1:
-        by_rate = {r: [str(e[2]) for e in entries if e[4] == r] for r in sorted(rates)}
-        listed = "; ".join(f"{r:g} Hz: {len(f)} file(s), e.g. {f[0]}" for r, f in by_rate.items())
-        raise RecordingError(f"{manifest or base_dir}: recordings have different sampling "
-                             f"rates ({listed}); every record of a dataset needs the same "
-                             f"rate: resample them with --resample HZ (target_rate).")
+        raise _mixed_rates_error(manifest or base_dir, {
+            r: [str(e[2]) for e in entries if e[4] == r] for r in sorted(rates)})
+    rates = set()  # from here: the rates of the records kept
 
     # Pass 2: read and check every recording, keep them in memory, write once at the end.
     records: list[np.ndarray] = []
@@ -172,7 +220,7 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
     files: dict[str, str] = {}
     original_rates: dict[str, float] = {}
     meta_columns = [c for c in (rows[0].keys() if rows else []) if c not in RESERVED_COLUMNS]
-    final_rate = target_rate if target_rate is not None else (rates.pop() if rates else None)
+    text_columns = _text_columns(rows, meta_columns)
 
     for row_number, row, file, rid, rate in entries:
         where = _row_where(manifest, row_number, file if file is not None else "(no path)")
@@ -188,24 +236,28 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
                                      f"--classes.")
             meta: dict[str, float] = {}
             for col in meta_columns:
+                if col in text_columns:
+                    meta[col] = str(row.get(col) or "").strip()
+                    continue
                 try:
                     meta[col] = _float_cell(row.get(col))
                 except (TypeError, ValueError):
                     raise RecordingError(
                         f"{where}: metadata column '{col}' has the non-numeric value "
-                        f"{row.get(col)!r}; every column except {', '.join(RESERVED_COLUMNS)} "
-                        f"is operating metadata and must hold numbers (leave a cell empty "
-                        f"for unknown; remove or encode text columns).") from None
+                        f"{row.get(col)!r} but other rows hold numbers there; a column is "
+                        f"either numbers (operating metadata such as rpm; leave a cell empty "
+                        f"for unknown) or text in every row (such as a bearing code).") from None
             severity_cell = str(row.get("severity") or "").strip()
             try:
                 severity = int(float(severity_cell)) if severity_cell else -1
             except ValueError:
                 raise RecordingError(f"{where}: severity {severity_cell!r} is not an integer "
                                      f"(0..3, or empty for unknown).") from None
-            if rate is None or not np.isfinite(rate) or rate <= 0:
+            if rate is not None and not (np.isfinite(rate) and rate > 0):
                 raise RecordingError(
-                    f"{where}: no valid sampling rate (cell {row.get('sampling_rate')!r}); add "
-                    f"a sampling_rate column (Hz) or pass --sampling-rate HZ for all files.")
+                    f"{where}: the sampling_rate cell {row.get('sampling_rate')!r} is not a "
+                    f"rate in Hz; write a positive number (or leave it empty when the file "
+                    f"states its rate).")
             variable = str(row.get("variable") or "").strip() or None
             column = str(row.get("column") or "").strip() or None
             if variable is None and column is None and channel is not None:
@@ -221,6 +273,12 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
                 raise RecordingError(f"{manifest}, row {row_number}: {exc}") from None
             if "rpm" in info and np.isnan(meta.get("rpm", float("nan"))):
                 meta["rpm"] = float(info["rpm"])  # the file states it; the manifest did not
+            for col, field in (row.get("file_metadata") or {}).items():
+                value = (info.get("struct_fields") or {}).get(field)
+                if value is not None and np.isnan(meta.get(col, float("nan"))):
+                    meta[col] = float(value)  # e.g. MFPT's bearing.load
+            rate = _reconcile_rate(rate, info, where, manifest is not None,
+                                   row.get("sampling_rate") not in (None, ""))
             rate_note = ""
             if target_rate is not None and rate != target_rate:
                 signal, reached = resample_signal(signal, rate, target_rate)
@@ -246,14 +304,23 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
         metas.append(meta)
         files[rid] = str(file)
         original_rates[rid] = float(rate)
+        assert rate is not None
+        rates.add(float(rate))
 
     if not records:
         first = f" (first: {skipped[0][1]})" if skipped else ""
         raise RecordingError(f"{manifest or base_dir}: no recording could be imported; "
                              f"{len(skipped)} skipped{first}.")
+    if target_rate is None and len(rates) > 1:
+        # The files stated rates the manifest did not: the same refusal as above, now that
+        # they are known (nothing has been written).
+        raise _mixed_rates_error(manifest or base_dir, {
+            r: [files[i] for i in kept_ids if original_rates[i] == r] for r in sorted(rates)})
+    final_rate = target_rate if target_rate is not None else next(iter(rates))
     class_names = list(classes) if classes is not None else sorted(set(labels))
     keys = sorted({k for m in metas for k in m})
-    metadata = {k: [m.get(k, float("nan")) for m in metas] for k in keys}
+    metadata = {k: [m.get(k, "" if k in text_columns else float("nan")) for m in metas]
+                for k in keys}
     split = RecordSplit.from_records(records, [class_names.index(x) for x in labels], kept_ids,
                                      severities, metadata)
     assert final_rate is not None

@@ -168,7 +168,9 @@ def cwru_manifest(root: Path, label_set: str = "10class", channel: str = "DE", *
                     break
         family = re.match(r"[A-Za-z]+", name).group(0)  # type: ignore[union-attr]
         rows.append({
-            "path": str(path),
+            # Absolute: the import resolves relative row paths against --root, which would
+            # double a relative --root (CWRU/12k_DE/CWRU/12k_DE/97.mat).
+            "path": str(path.resolve()),
             "label": name if label_set == "10class" else coarse[family],
             "variable": variable,
             "sampling_rate": CWRU_SAMPLING_RATE,
