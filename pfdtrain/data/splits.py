@@ -40,7 +40,7 @@ import numpy as np
 
 from pfdtrain.config.training_config import DataConfig, TrainingConfig
 from pfdtrain.data.records import (SPLITS, UNSPLIT, DataError, DataLeakageError, LoadedDataset,
-                                   RecordSplit)
+                                   RecordSplit, is_text_metadata)
 from pfdtrain.data.storage import missing_file_error
 
 STRATEGIES: tuple[str, ...] = ("record", "time", "group")
@@ -52,8 +52,8 @@ class SplitWarning(UserWarning):
     """A split dropped data (e.g. a time-split part shorter than one window)."""
 
 
-def _fmt_values(values: Sequence[float]) -> str:
-    shown = ", ".join(f"{v:g}" for v in values[:_MAX_LISTED])
+def _fmt_values(values: Sequence[Any]) -> str:
+    shown = ", ".join(v if isinstance(v, str) else f"{v:g}" for v in values[:_MAX_LISTED])
     more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
     return f"[{shown}{more}]"
 
@@ -162,7 +162,8 @@ def _leakage_views(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str, 
 
 
 def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str, Any]], *,
-                     strategy: Optional[str] = None, min_gap: int = 0) -> None:
+                     strategy: Optional[str] = None, min_gap: int = 0,
+                     time_sliced: Sequence[str] = ()) -> None:
     """Refuse splits that share a record, or samples of one recording.
 
     Two checks, for every split strategy:
@@ -173,7 +174,10 @@ def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str
        for "whatever the data says") pieces of one recording may sit in several splits, but
        the sample ranges of pieces in different splits must not overlap and must be at least
        ``min_gap`` samples apart. Whole recordings (the default ranges) always overlap, so
-       for record-level data check 2 is the same as check 1.
+       for record-level data check 2 is the same as check 1. ``time_sliced`` names splits
+       whose recordings were cut in time under a ``record``/``group`` strategy (validation
+       sliced from the training recordings): between two of those splits the time rule
+       applies, between any other pair a shared recording is a leak.
 
     Args:
         path_or_splits: a dataset file, a :class:`LoadedDataset`, or a mapping from split
@@ -182,6 +186,8 @@ def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str
             ``group``), or None.
         min_gap: samples that must separate pieces of one recording in different splits
             (the time split's ``split_gap``).
+        time_sliced: splits (e.g. ``("train", "val")``) that may share recordings under the
+            time rule although ``strategy`` keeps recordings whole.
 
     Raises:
         DataLeakageError: naming the leaking record ids or recordings (up to 10), their splits
@@ -216,14 +222,16 @@ def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str
                                                               int(ranges[i, 1]))
             pieces.setdefault(src, []).append((name, start, end))
     whole = strategy in ("record", "group")
+    sliced = set(time_sliced)
     problems: list[str] = []
     leaking: set[str] = set()
     for src in sorted(pieces):
         parts = pieces[src]
-        if len({p[0] for p in parts}) < 2:
+        in_splits = {p[0] for p in parts}
+        if len(in_splits) < 2:
             continue
-        if whole:
-            problems.append(f"{src} ({'/'.join(sorted({p[0] for p in parts}))})")
+        if whole and not in_splits <= sliced:
+            problems.append(f"{src} ({'/'.join(sorted(in_splits))})")
             leaking.add(src)
             continue
         for a in range(len(parts)):
@@ -245,9 +253,11 @@ def check_no_leakage(path_or_splits: Union[str, Path, LoadedDataset, Mapping[str
     if problems:
         shown = ", ".join(problems[:10])
         more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
-        rule = ("each recording must stay in one split" if whole else
+        rule = ("each recording must stay in one split" if whole and not sliced else
                 "pieces of one recording in different splits must not share samples"
-                + (f" and must be at least {min_gap} samples apart" if min_gap else ""))
+                + (f" and must be at least {min_gap} samples apart" if min_gap else "")
+                + (f" (only {'/'.join(sorted(sliced))} may share a recording)"
+                   if whole and sliced else ""))
         raise DataLeakageError(
             f"{len(leaking)} source recording(s) leak across splits{where}"
             f"{f' ({strategy} split)' if strategy else ''}: {shown}{more}; {rule}. Shared "
@@ -313,15 +323,15 @@ def time_boundaries(length: int, val_fraction: float, test_fraction: float,
     return out
 
 
-def _time_split(pool: RecordSplit, dc: DataConfig, window_length: int, gap: int
-                ) -> tuple[dict[str, RecordSplit], list[dict]]:
+def _time_split(pool: RecordSplit, val_fraction: float, test_fraction: float,
+                window_length: int, gap: int) -> tuple[dict[str, RecordSplit], list[dict]]:
     pieces: dict[str, list[int]] = {name: [] for name in SPLITS}
     spans: dict[str, list[tuple[int, int]]] = {name: [] for name in SPLITS}
     dropped: list[dict] = []
     lengths = pool.lengths
     for i in range(len(pool)):
         n = int(lengths[i])
-        for name, (start, end) in time_boundaries(n, dc.val_fraction, dc.test_fraction,
+        for name, (start, end) in time_boundaries(n, val_fraction, test_fraction,
                                                   gap).items():
             if end - start < window_length:
                 if name == "train":
@@ -363,7 +373,12 @@ def _time_split(pool: RecordSplit, dc: DataConfig, window_length: int, gap: int
 # group
 # --------------------------------------------------------------------------------------------
 
-def _group_values(values: Sequence[Any], field: str, key: str) -> list[float]:
+def _group_values(values: Sequence[Any], field: str, key: str, text: bool = False
+                  ) -> list[Any]:
+    """The configured group values in the column's kind: text for a text column (a bearing
+    code; a number in the config is read as its text, ``1`` -> ``"1"``), else floats."""
+    if text:
+        return [str(v).strip() for v in values]
     out = []
     for v in values:
         try:
@@ -375,6 +390,9 @@ def _group_values(values: Sequence[Any], field: str, key: str) -> list[float]:
 
 
 def _group_split(pool: RecordSplit, dc: DataConfig, seed: int) -> dict[str, np.ndarray]:
+    """Record indices per split: held-out values of ``dc.group_key`` to test/val, the rest
+    to train; without ``val_groups`` the validation records come from the training groups
+    by a record split (possibly none: the caller then slices validation in time)."""
     key = dc.group_key
     if key not in pool.metadata:
         available = sorted(pool.metadata) or ["(none)"]
@@ -382,9 +400,13 @@ def _group_split(pool: RecordSplit, dc: DataConfig, seed: int) -> dict[str, np.n
                         f"available columns: {', '.join(available)}. Set data.group_key to one "
                         f"of them, or add the column to the import manifest.")
     column = pool.metadata[key]
-    available = sorted({float(v) for v in column[np.isfinite(column)]})
-    test_values = _group_values(dc.test_groups, "test_groups", key)
-    val_values = _group_values(dc.val_groups, "val_groups", key)
+    text = is_text_metadata(column)
+    if text:
+        available: list[Any] = sorted({str(v) for v in column if str(v)})
+    else:
+        available = sorted({float(v) for v in column[np.isfinite(column)]})
+    test_values = _group_values(dc.test_groups, "test_groups", key, text)
+    val_values = _group_values(dc.val_groups, "val_groups", key, text)
     if not test_values and not val_values:
         raise DataError(f"group split needs held-out values: set data.test_groups (and "
                         f"optionally data.val_groups) to values of '{key}', available: "
@@ -394,15 +416,24 @@ def _group_split(pool: RecordSplit, dc: DataConfig, seed: int) -> dict[str, np.n
         raise DataError(f"group split: value(s) {_fmt_values(both)} of '{key}' are in both "
                         f"data.test_groups and data.val_groups; a group belongs to one split.")
 
-    def members(values: list[float], field: str) -> np.ndarray:
+    def members(values: list[Any], field: str) -> np.ndarray:
         mask = np.zeros(len(pool), bool)
+        missing = []
         for v in values:
-            hit = np.isclose(column, v, rtol=1e-9, atol=1e-12)
+            hit = (np.array([str(x) == v for x in column], dtype=bool) if text
+                   else np.isclose(column, v, rtol=1e-9, atol=1e-12))
             if not hit.any():
-                raise DataError(f"group split: data.{field} value {v:g} matches no record of "
-                                f"metadata column '{key}'; available values: "
-                                f"{_fmt_values(available)}.")
+                missing.append(v)
             mask |= hit
+        if values and len(missing) == len(values):
+            raise DataError(f"group split: data.{field} {_fmt_values(values)} match(es) no "
+                            f"record of metadata column '{key}'; available values: "
+                            f"{_fmt_values(available)}.")
+        if missing:  # e.g. test_groups [1, 2, 3] on a set that has loads 0 and 1 only
+            warnings.warn(f"group split: data.{field} value(s) {_fmt_values(missing)} match no "
+                          f"record of '{key}' (available: {_fmt_values(available)}); held out: "
+                          f"{_fmt_values([v for v in values if v not in missing])}.",
+                          SplitWarning, stacklevel=4)
         return mask
 
     test_mask = members(test_values, "test_groups")
@@ -420,6 +451,15 @@ def _group_split(pool: RecordSplit, dc: DataConfig, seed: int) -> dict[str, np.n
         sub = _record_split(pool.subset(rest), dc.val_fraction, 0.0, seed)
         train, val = rest[sub["train"]], rest[sub["val"]]
     return {"train": np.sort(train), "val": np.sort(val), "test": np.flatnonzero(test_mask)}
+
+
+def _slice_validation(splits: dict[str, RecordSplit], val_fraction: float, window_length: int,
+                      gap: int) -> tuple[dict[str, RecordSplit], list[dict]]:
+    """Validation cut in time from the end of every training recording (the time split's
+    rule: ``gap`` samples between the parts), for training sides with too few recordings
+    for a record-level validation split. Test stays as it is."""
+    pieces, dropped = _time_split(splits["train"], val_fraction, 0.0, window_length, gap)
+    return {"train": pieces["train"], "val": pieces["val"], "test": splits["test"]}, dropped
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,9 +481,15 @@ def make_splits(pool: RecordSplit, data_config: DataConfig, window_length: int, 
 
     Returns:
         ``({"train", "val", "test"}: RecordSplit, split_info)``. ``split_info`` is JSON-able:
-        ``strategy``, the parameters used, ``counts`` and ``ids`` per split, and for the time
-        split ``split_gap``, ``ranges`` (``[source, start, end]`` per piece) and ``dropped``
-        (parts shorter than one window). Time-split pieces are named ``<record_id>#<split>``
+        ``strategy``, the parameters used, ``counts`` and ``ids`` per split, ``validation``
+        (where the validation split came from: ``records``, ``time`` (the time split),
+        ``val_groups``, ``time_slice`` or ``none``), and for the time split and time-sliced
+        validation ``split_gap``, ``ranges`` (``[source, start, end]`` per piece) and
+        ``dropped`` (parts shorter than one window). ``time_slice``: the record or group
+        split left no validation record although ``val_fraction > 0`` (too few training
+        recordings), so validation is the last ``val_fraction`` of every training recording,
+        ``split_gap`` samples after its training part (``time_sliced`` names the two splits
+        that share recordings). Time-split pieces are named ``<record_id>#<split>``
         and carry their source recording and sample range.
 
     Raises:
@@ -460,32 +506,47 @@ def make_splits(pool: RecordSplit, data_config: DataConfig, window_length: int, 
     """
     strategy = data_config.split
     info: dict[str, Any] = {"strategy": strategy, "seed": int(seed)}
+    gap = int(window_length if data_config.split_gap is None else data_config.split_gap)
     if strategy == "record":
         parts = _record_split(pool, data_config.val_fraction, data_config.test_fraction, seed)
         splits = {name: pool.subset(parts[name]) for name in SPLITS}
         info.update(val_fraction=data_config.val_fraction,
                     test_fraction=data_config.test_fraction,
                     stratified_by="class x severity (severity -1 = unknown)")
-        info.update(_counts_and_ids(splits, with_ranges=False))
+        info["validation"] = "records"
     elif strategy == "time":
-        gap = int(window_length if data_config.split_gap is None else data_config.split_gap)
-        splits, dropped = _time_split(pool, data_config, int(window_length), gap)
+        splits, dropped = _time_split(pool, data_config.val_fraction,
+                                      data_config.test_fraction, int(window_length), gap)
         info.update(val_fraction=data_config.val_fraction,
                     test_fraction=data_config.test_fraction, split_gap=gap,
                     window_length=int(window_length), dropped=dropped)
-        info.update(_counts_and_ids(splits, with_ranges=True))
+        info["validation"] = "time"
     elif strategy == "group":
         parts = _group_split(pool, data_config, seed)
         splits = {name: pool.subset(parts[name]) for name in SPLITS}
+        text = is_text_metadata(pool.metadata[data_config.group_key])
         info.update(group_key=data_config.group_key,
                     test_groups=_group_values(data_config.test_groups, "test_groups",
-                                              data_config.group_key),
+                                              data_config.group_key, text),
                     val_groups=_group_values(data_config.val_groups, "val_groups",
-                                             data_config.group_key),
+                                             data_config.group_key, text),
                     val_fraction=None if data_config.val_groups else data_config.val_fraction)
-        info.update(_counts_and_ids(splits, with_ranges=False))
+        info["validation"] = "val_groups" if data_config.val_groups else "records"
     else:
         raise DataError(f"unknown data.split {strategy!r}; choose one of {STRATEGIES}.")
+    if (info["validation"] == "records" and len(splits["val"]) == 0
+            and data_config.val_fraction > 0 and len(splits["train"])):
+        # Too few training recordings per class for a record-level validation split (CWRU:
+        # one per class and load): validate on the end of each training recording instead,
+        # with the time split's gap, rather than train without validation.
+        splits, dropped = _slice_validation(splits, data_config.val_fraction,
+                                            int(window_length), gap)
+        info.update(validation="time_slice", time_sliced=["train", "val"], split_gap=gap,
+                    window_length=int(window_length), dropped=dropped)
+    if info["validation"] == "records" and len(splits["val"]) == 0:
+        info["validation"] = "none"  # val_fraction 0, or nothing left to validate on
+    info.update(_counts_and_ids(splits, with_ranges=info["validation"] in ("time",
+                                                                            "time_slice")))
     return splits, info
 
 
@@ -527,6 +588,7 @@ def resolve_splits(data: LoadedDataset, config: TrainingConfig
         if data.source == "synthetic":
             info.update(seed=seed, val_fraction=dc.val_fraction, test_fraction=dc.test_fraction,
                         stratified_by="class x severity")
+        info["validation"] = "records" if len(splits["val"]) else "none"
         info.update(_counts_and_ids(splits, with_ranges=not all(
             s.has_default_provenance for s in splits.values())))
         return splits, info

@@ -39,6 +39,15 @@ from pfdtrain.utils.reproducibility import seed_worker
 logger = get_logger(__name__)
 
 NORMALIZATIONS: tuple[str, ...] = ("none", "zscore", "minmax", "rms")
+# split_info["validation"] -> the log line's words
+_VALIDATION_SOURCES: dict[str, str] = {
+    "records": "whole recordings (record level)",
+    "time": "a time slice of every recording (time split)",
+    "val_groups": "the data.val_groups recordings",
+    "time_slice": "the end of every training recording (too few training recordings for a "
+                  "record-level validation split; split_gap samples apart)",
+    "none": "none",
+}
 
 
 
@@ -290,7 +299,12 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
     # the strategy that made it (a time split's pieces must keep the gap).
     splits, split_info = resolve_splits(data, config)
     check_no_leakage(splits, strategy=split_info["strategy"],
-                     min_gap=int(split_info.get("split_gap") or 0))
+                     min_gap=int(split_info.get("split_gap") or 0),
+                     time_sliced=split_info.get("time_sliced", ()))
+    logger.info("split %s: train %d, val %d, test %d records; validation: %s",
+                split_info["strategy"], len(splits["train"]), len(splits["val"]),
+                len(splits["test"]), _VALIDATION_SOURCES.get(split_info.get("validation"),
+                                                             split_info.get("validation")))
     if len(splits["train"]) == 0:
         raise DataError(f"{data.path} has no training records; lower data.val_fraction/"
                         f"data.test_fraction or add records.")
