@@ -539,10 +539,17 @@ def make_splits(pool: RecordSplit, data_config: DataConfig, window_length: int, 
         # Too few training recordings per class for a record-level validation split (CWRU:
         # one per class and load): validate on the end of each training recording instead,
         # with the time split's gap, rather than train without validation.
-        splits, dropped = _slice_validation(splits, data_config.val_fraction,
-                                            int(window_length), gap)
-        info.update(validation="time_slice", time_sliced=["train", "val"], split_gap=gap,
-                    window_length=int(window_length), dropped=dropped)
+        try:
+            sliced, dropped = _slice_validation(splits, data_config.val_fraction,
+                                                int(window_length), gap)
+        except DataError as exc:  # recordings too short to give up a slice: keep them whole
+            warnings.warn(f"no validation split: too few training recordings for a "
+                          f"record-level one, and they are too short to slice one off in "
+                          f"time ({exc})", SplitWarning, stacklevel=3)
+        else:
+            splits = sliced
+            info.update(validation="time_slice", time_sliced=["train", "val"], split_gap=gap,
+                        window_length=int(window_length), dropped=dropped)
     if info["validation"] == "records" and len(splits["val"]) == 0:
         info["validation"] = "none"  # val_fraction 0, or nothing left to validate on
     info.update(_counts_and_ids(splits, with_ranges=info["validation"] in ("time",

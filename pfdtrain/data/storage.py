@@ -94,6 +94,15 @@ def _validate_split(name: str, split: RecordSplit, where: str) -> None:
     if problems:
         raise DataError(f"{where}: split '{name}' is malformed: {'; '.join(problems)}. "
                         f"Rewrite the file with pfdtrain.data.write_dataset.")
+    bad = ~np.isfinite(split.signals)
+    if bad.any():
+        # NaN/inf would turn every loss and gradient into NaN several minutes into training.
+        first = int(np.argmax(bad))
+        record = int(np.searchsorted(off, first, side="right")) - 1
+        raise DataError(f"{where}: split '{name}' holds {int(bad.sum())} NaN/inf sample(s); the "
+                        f"first is sample {first - int(off[record])} of record "
+                        f"{split.record_ids[record]}. Clean or leave out that recording and "
+                        f"write the file again (pfdtrain data import refuses such recordings).")
 
 
 def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
@@ -148,6 +157,9 @@ def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
     full = {name: splits[name] if splits.get(name) is not None else empty for name in names}
     for name, split in full.items():
         _validate_split(name, split, str(path))
+    if not list(class_names):
+        raise DataError(f"{path}: no class names given; name every class index "
+                        f"(class_names=[...]).")
     digest = content_hash(full, class_names, sampling_rate)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -214,7 +226,8 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path} is not a readable HDF5 file ({exc}). Regenerate it (delete "
+        raise DataError(f"{path} is not a readable HDF5 file ({exc}): it is truncated, damaged "
+                        f"or not a dataset file. Write it again (pfdtrain data import; delete "
                         f"it if it is a synthetic cache) or point data.source at a valid "
                         f"file.") from None
     with f:
@@ -232,10 +245,14 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
             strategy = str(f.attrs.get("split_strategy", "record"))
             splits = {name: _read_split(f[name])
                       for name in ((UNSPLIT,) if strategy == "none" else SPLITS)}
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, OSError) as exc:  # OSError: unreadable data
             raise DataError(f"{path} is incomplete or damaged ({exc}); every split needs "
                             f"signals, record_offsets, labels, record_ids and severities. "
                             f"Rewrite it with pfdtrain.data.write_dataset.") from None
+    if not class_names:
+        raise DataError(f"{path} lists no class names (attribute class_names is empty); a "
+                        f"dataset needs at least one labelled class. Write it again with the "
+                        f"class names (pfdtrain data import takes them from the labels).")
     for name, split in splits.items():
         _validate_split(name, split, str(path))
         if len(split) and (split.labels.min() < 0 or split.labels.max() >= len(class_names)):
