@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
 
-    from pfdtrain.data.importing import add_data_parser
+    from pfdtrain.cli_data import add_data_parser
     from pfdtrain.evaluation.evaluate import add_evaluate_parser
     from pfdtrain.evaluation.predict import add_predict_parser
 

@@ -66,9 +66,15 @@ def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: t
                                      ("scheduler", config.scheduler.monitor,
                                       config.scheduler.name == "plateau")):
         if active and monitor.startswith("val_") and not has_validation:
+            # Never advise a value that is already set: with val_fraction > 0 the split
+            # itself produced no validation windows.
+            fix = ("set data.val_fraction > 0" if config.data.val_fraction <= 0 else
+                   f"data.val_fraction is {config.data.val_fraction:g} but the split left no "
+                   f"validation part at least one window long: use longer recordings, a "
+                   f"smaller data.window_length or data.split_gap, or data.val_groups")
             raise ConfigError(f"{section}.monitor = {monitor!r} needs a validation split, but this "
-                              f"dataset has none. Set data.val_fraction > 0, monitor a train_* key, "
-                              f"or disable it.")
+                              f"dataset has none; {fix}; or monitor a train_* key, or disable "
+                              f"it.")
     callbacks: list[Callback] = []
     if cb_cfg.timing:
         callbacks.append(TimingCallback())

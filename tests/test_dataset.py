@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-import pfdtrain.data.dataset as dataset_mod
+import pfdtrain.data.storage as storage_mod
+import pfdtrain.data.synthetic_cache as synthetic_cache_mod
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data import (
     CLASS_NAMES,
@@ -27,7 +28,8 @@ from pfdtrain.data import (
     ensure_synthetic_dataset,
     write_dataset,
 )
-from pfdtrain.data.dataset import content_hash, read_dataset, stratified_record_split
+from pfdtrain.data.splits import stratified_record_split
+from pfdtrain.data.storage import content_hash, read_dataset
 
 # 12 records per class = 3 per (class x severity) cell: 1 train, 1 val, 1 test each.
 # 0.5 s records at 6.4 kHz = 3200 samples → (3200 - 800) // 400 + 1 = 7 windows.
@@ -97,15 +99,15 @@ def test_reuse_and_new_file_on_config_change(cache: Path, h5_path: Path) -> None
     # window settings do not change the stored data, so they share the file
     assert ensure_synthetic_dataset(tiny_config(cache, window_length=400)) == h5_path
     changed = tiny_config(cache, val_fraction=0.3)
-    assert dataset_mod.synthetic_dataset_path(changed) != h5_path
+    assert synthetic_cache_mod.synthetic_dataset_path(changed) != h5_path
     changed.synthetic.noise_level = 0.5
-    assert dataset_mod.synthetic_dataset_path(changed) != h5_path
+    assert synthetic_cache_mod.synthetic_dataset_path(changed) != h5_path
 
 
 def test_regenerates_damaged_or_stale_file(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
     cfg.synthetic.records_per_class = 4
-    path = dataset_mod.synthetic_dataset_path(cfg)
+    path = synthetic_cache_mod.synthetic_dataset_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"half a file")  # e.g. left by a crash of an older, non-atomic writer
     assert ensure_synthetic_dataset(cfg) == path
@@ -124,7 +126,7 @@ def test_interrupted_generation_leaves_no_file(tmp_path: Path,
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset_mod.h5py.Group, "create_group", boom)
+    monkeypatch.setattr(storage_mod.h5py.Group, "create_group", boom)
     cfg = tiny_config(tmp_path)
     cfg.synthetic.records_per_class = 4
     with pytest.raises(KeyboardInterrupt):

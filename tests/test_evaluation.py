@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pfdtrain.config.training_config import TrainingConfig
-from pfdtrain.data.dataset import build_dataloaders, read_dataset, write_dataset
+from pfdtrain.data import build_dataloaders, read_dataset, write_dataset
 from pfdtrain.evaluation.evaluate import (EvaluationError, _check_compatible, add_evaluate_parser,
                                           evaluate_checkpoint, expected_calibration_error,
                                           soft_vote)
@@ -301,3 +301,43 @@ def test_plot_history_and_confusion_matrix_write_pngs(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         plot_confusion_matrix([[1, 2]], ["a", "b"], tmp_path / "bad.png")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_predict_uses_the_rate_the_file_states(run, manual, tmp_path, capsys):
+    """Issue 9 item 6: a .mat that states fs is read at that rate; another rate than the
+    model's is refused unless --resample (or an explicit --sampling-rate) says what to do."""
+    import scipy.io
+    from scipy.signal import resample_poly
+
+    _, checkpoint, _ = run
+    signal = _test_record(manual)
+    scipy.io.savemat(tmp_path / "same.mat", {"acc": signal[:, None], "fs": RATE})
+    same = predict_recording(checkpoint, tmp_path / "same.mat", device="cpu")
+    assert same["sampling_rate_source"] == "file" and same["notes"] == []
+    fast = resample_poly(signal, 2, 1)  # the same vibration recorded at 12,800 Hz
+    scipy.io.savemat(tmp_path / "fast.mat", {"acc": fast[:, None], "fs": 2 * RATE})
+    with pytest.raises(EvaluationError, match=r"12800 Hz \(the file states it in 'fs'\).*"
+                                              r"6400 Hz.*--resample"):
+        predict_recording(checkpoint, tmp_path / "fast.mat", device="cpu")
+    from pfdtrain.cli import main
+
+    assert main(["predict", str(checkpoint), str(tmp_path / "fast.mat"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.startswith("pfdtrain: error:")
+    assert main(["predict", str(checkpoint), str(tmp_path / "fast.mat"), "--device", "cpu",
+                 "--resample"]) == 0
+    assert "note: resampled from 12800 Hz to the model's 6400 Hz" in capsys.readouterr().out
+    resampled = predict_recording(checkpoint, tmp_path / "fast.mat", device="cpu", resample=True)
+    assert resampled["resampled_from"] == 2 * RATE and resampled["sampling_rate"] == RATE
+    assert resampled["num_windows"] == same["num_windows"]
+    assert resampled["class"] == same["class"]
+    assert resampled["probability"] == pytest.approx(same["probability"], abs=0.05)
+    # An explicit rate overrides the file's statement, with a note.
+    told = predict_recording(checkpoint, tmp_path / "same.mat", device="cpu",
+                             sampling_rate=RATE)
+    assert told["notes"] == []
+    scipy.io.savemat(tmp_path / "wrong.mat", {"acc": signal[:, None], "fs": 48000.0})
+    fixed = predict_recording(checkpoint, tmp_path / "wrong.mat", device="cpu",
+                              sampling_rate=RATE)
+    assert fixed["sampling_rate_source"] == "argument"
+    assert "the file states 48000 Hz ('fs'); used the given 6400 Hz" in fixed["notes"]
+    assert fixed["probabilities"] == pytest.approx(same["probabilities"])

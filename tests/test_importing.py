@@ -10,19 +10,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from pfdtrain.data.dataset import DataError, read_dataset
-from pfdtrain.data.importing import (
-    CWRU_10CLASS,
-    CWRU_4CLASS,
-    RecordingError,
-    RecordingWarning,
-    add_data_parser,
-    cwru_file_class,
-    cwru_manifest,
-    import_cwru,
-    import_manifest,
-    read_signal,
-)
+from pfdtrain.cli_data import add_data_parser
+from pfdtrain.data import DataError, read_dataset
+from pfdtrain.data.importers.cwru import (CWRU_4CLASS, CWRU_10CLASS, cwru_file_class,
+                                          cwru_manifest, import_cwru)
+from pfdtrain.data.importers.manifest import import_manifest
+from pfdtrain.data.importers.readers import RecordingError, RecordingWarning, read_signal
 from pfdtrain.errors import PfdtrainError
 
 RNG = np.random.default_rng(0)
@@ -255,7 +248,8 @@ def test_manifest_problems_are_errors_naming_the_file(tmp_path: Path) -> None:
                                              r"non-numeric value 'heavy'"):
         import_manifest(manifest, out, sampling_rate=1000.0)
     manifest = write_manifest(tmp_path, "path,label", ["good.npy,a"])
-    with pytest.raises(RecordingError, match=r"good\.npy\): no valid sampling rate.*"
+    with pytest.raises(RecordingError, match=r"good\.npy\): no sampling rate: the file states "
+                                             r"none.*"
                                              r"--sampling-rate"):
         import_manifest(manifest, out)
     manifest = write_manifest(tmp_path, "file,label", ["good.npy,a"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pfdtrain.config.training_config import TrainingConfig
-from pfdtrain.data.dataset import (
+from pfdtrain.data import (
     DataError,
     DataLeakageError,
     RecordSplit,
@@ -21,7 +21,7 @@ from pfdtrain.data.dataset import (
     read_dataset,
     write_dataset,
 )
-from pfdtrain.data.importing import import_manifest
+from pfdtrain.data.importers.manifest import import_manifest
 from pfdtrain.data.splits import SplitWarning, make_splits, time_boundaries
 
 N, WINDOW = 4000, 256
@@ -133,7 +133,9 @@ def test_group_split_holds_out_values() -> None:
 
 @pytest.mark.parametrize("settings, message", [
     ({"group_key": "speed"}, r"column 'speed'.*does not exist; available columns: load, rpm"),
-    ({"test_groups": [7]}, r"test_groups value 7 matches no record.*'load'.*\[0, 1, 2, 3\]"),
+    ({"test_groups": [7]}, r"test_groups \[7\] match\(es\) no record.*'load'.*"
+                           r"\[0, 1, 2, 3\]"),
+    ({"test_groups": [7, 8], "val_groups": [1]}, r"test_groups \[7, 8\] match\(es\) no"),
     ({"test_groups": [0, 1], "val_groups": [2, 3]}, r"no training records.*'load'"),
     ({"test_groups": []}, r"needs held-out values.*\[0, 1, 2, 3\]"),
     ({"test_groups": [1], "val_groups": [1]}, r"in both data.test_groups and data.val_groups"),
@@ -265,3 +267,105 @@ def test_synthetic_data_is_pooled_and_resplit_for_time(tmp_path: Path) -> None:
     stored = build_dataloaders(TrainingConfig.from_dict({**cfg.to_dict(), "data": {
         **cfg.to_dict()["data"], "split": "record"}}))
     assert stored.split_info["stored"] is True and stored.split_info["strategy"] == "record"
+
+
+# ---------------------------------------------------------------- issue 10 §3
+def test_group_split_by_a_text_key_such_as_the_bearing_code() -> None:
+    pool = make_pool()
+    pool.metadata["bearing"] = np.array([f"KA{i % 6:02d}" for i in range(12)], dtype=object)
+    splits, info = make_splits(pool, data_config(split="group", group_key="bearing",
+                                                 test_groups=["KA01", "KA02"]), WINDOW)
+    assert sorted(set(splits["test"].metadata["bearing"])) == ["KA01", "KA02"]
+    assert not {"KA01", "KA02"} & set(splits["train"].metadata["bearing"])
+    assert not {"KA01", "KA02"} & set(splits["val"].metadata["bearing"])
+    assert info["test_groups"] == ["KA01", "KA02"] and info["group_key"] == "bearing"
+    check_no_leakage(splits, strategy="group", time_sliced=info.get("time_sliced", ()))
+    with pytest.raises(DataError, match=r"test_groups \[KB99\] match\(es\) no record.*"
+                                        r"available values: \[KA00, KA01"):
+        make_splits(pool, data_config(split="group", group_key="bearing", test_groups=["KB99"]),
+                    WINDOW)
+    json.dumps(info)
+
+
+def test_group_values_missing_from_the_data_warn_and_the_rest_are_held_out() -> None:
+    pool = make_pool()
+    keep = [i for i, load in enumerate(pool.metadata["load"]) if load < 2]  # loads 0 and 1
+    with pytest.warns(SplitWarning, match=r"value\(s\) \[2, 3\] match no record of 'load'"):
+        splits, info = make_splits(pool.subset(keep), data_config(
+            split="group", group_key="load", test_groups=[1, 2, 3]), WINDOW)
+    assert set(splits["test"].metadata["load"]) == {1.0}
+
+
+def test_validation_is_sliced_in_time_when_training_has_one_recording_per_class() -> None:
+    """CWRU's cross-load protocol: one recording per class at the training load leaves no
+    record-level validation; validation becomes the end of each training recording."""
+    pool = make_pool()
+    cfg = data_config(split="group", group_key="load", test_groups=[1, 2, 3],
+                      val_fraction=0.15)
+    splits, info = make_splits(pool, cfg, WINDOW)
+    assert info["validation"] == "time_slice" and info["time_sliced"] == ["train", "val"]
+    assert info["counts"] == {"train": 3, "val": 3, "test": 9}
+    assert info["split_gap"] == WINDOW
+    for piece, (src, start, end) in zip(splits["val"].record_ids, info["ranges"]["val"]):
+        assert piece == f"{src}#val" and end == N
+        train_end = dict((s, e) for s, _, e in info["ranges"]["train"])[src]
+        assert start - train_end >= WINDOW  # the time split's gap
+        assert pool.metadata["load"][pool.record_ids.index(src)] == 0.0
+    # Each window still comes from where it says (sample j of recording i holds i*10000+j).
+    first = splits["val"].record(0)
+    src, start, _ = info["ranges"]["val"][0]
+    assert first[0] == pool.record_ids.index(src) * 10000 + start
+    check_no_leakage(splits, strategy="group", min_gap=WINDOW, time_sliced=("train", "val"))
+    # The gate still refuses what the rule forbids: a test recording in training, or pieces
+    # closer than the gap.
+    with pytest.raises(DataLeakageError, match="each recording must stay in one split|only"):
+        check_no_leakage({"train": splits["train"], "test": splits["val"]}, strategy="group",
+                         min_gap=WINDOW, time_sliced=("train", "val"))
+    with pytest.raises(DataLeakageError, match=r"only \d+ samples apart"):
+        check_no_leakage(splits, strategy="group", min_gap=WINDOW * 10,
+                         time_sliced=("train", "val"))
+    json.dumps(info)
+
+
+def test_record_split_with_one_recording_per_class_validates_on_time_slices() -> None:
+    pool = make_pool().subset([0, 1, 2])  # one recording per class
+    splits, info = make_splits(pool, data_config(split="record", val_fraction=0.2,
+                                                 test_fraction=0.2), WINDOW)
+    assert info["validation"] == "time_slice" and len(splits["val"]) == 3
+    assert len(splits["test"]) == 0
+    splits, info = make_splits(pool, data_config(split="record", val_fraction=0.0,
+                                                 test_fraction=0.2), WINDOW)
+    assert info["validation"] == "none" and len(splits["val"]) == 0
+
+
+def test_build_dataloaders_records_and_logs_the_validation_source(tmp_path: Path, caplog) -> None:
+    pool = make_pool()
+    write_dataset(tmp_path / "d.h5", {"records": pool}, class_names=CLASSES,
+                  sampling_rate=1000.0, source="test", split_strategy="none")
+    config = TrainingConfig.from_dict({"data": {
+        "source": str(tmp_path / "d.h5"), "window_length": WINDOW, "window_stride": WINDOW,
+        "split": "group", "group_key": "load", "test_groups": [1, 2, 3]}})
+    import logging
+    with caplog.at_level(logging.INFO, logger="pfdtrain"):
+        bundle = build_dataloaders(config)
+    assert bundle.split_info["validation"] == "time_slice"
+    assert bundle.val_loader is not None and len(bundle.val_loader.dataset) > 0
+    assert "validation: the end of every training recording" in caplog.text
+
+
+@pytest.mark.parametrize("val_fraction, advice", [(0.0, "set data.val_fraction > 0"),
+                                                  (0.15, "data.val_fraction is 0.15 but")])
+def test_no_validation_error_never_advises_a_value_already_set(val_fraction, advice) -> None:
+    import torch
+
+    from pfdtrain.config.training_config import ConfigError
+    from pfdtrain.pipeline import build_callbacks
+
+    config = TrainingConfig.from_dict({"data": {"val_fraction": val_fraction}})
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError) as info:
+        build_callbacks(config, model, torch.optim.SGD(model.parameters(), lr=0.1), None,
+                        has_validation=False)
+    assert advice in str(info.value)
+    if val_fraction > 0:
+        assert "set data.val_fraction" not in str(info.value)

@@ -26,6 +26,10 @@ from typing import Any, Optional, Union
 import yaml
 
 from pfdtrain.errors import PfdtrainError
+# The name registries: config choices (and so the README table) are derived from them.
+from pfdtrain.models import MODEL_REGISTRY
+from pfdtrain.training.cnn_losses import LOSS_NAMES
+from pfdtrain.training.registry import TRAINERS
 from pfdtrain.utils.io import atomic_open
 
 
@@ -100,7 +104,7 @@ class ModelConfig:
     """Which network to build (see ``pfdtrain.models``)."""
 
     name: str = _opt("cnn1d", "model name",
-                     choices=["cnn1d", "resnet18_1d", "cnn_lstm", "hybrid_pinn"])
+                     choices=list(MODEL_REGISTRY))
     dropout: float = _opt(0.3, "dropout before the classifier", min=0.0, max=0.95)
     params: dict = _opt({}, "extra constructor arguments of the model, e.g. {base_channels: 32}")
 
@@ -155,7 +159,7 @@ class LossConfig:
 
     name: str = _opt("ce", "classification loss; supcon adds a supervised contrastive term on "
                      "the model's embedding to cross-entropy",
-                     choices=["ce", "label_smoothing", "focal", "supcon"])
+                     choices=list(LOSS_NAMES))
     smoothing: float = _opt(0.1, "label_smoothing: probability mass spread over all classes",
                             min=0.0, max=0.99)
     gamma: float = _opt(2.0, "focal: focusing exponent (0 = cross-entropy)", min=0.0)
@@ -276,9 +280,8 @@ class TrainingConfig:
     deterministic: bool = _opt(True, "deterministic algorithms (identical history run to run)")
     device: str = _opt("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'",
                        pattern=r"auto|cpu|cuda(:\d+)?")
-    trainer: str = _opt("cnn", "cnn (plain), pinn (physics-informed; needs operating metadata) "
-                        "or distillation (needs distillation.teacher)",
-                        choices=["cnn", "pinn", "distillation"])
+    trainer: str = _opt("cnn", ", ".join(f"{name} ({what})" for name, (_, what)
+                                          in TRAINERS.items()), choices=list(TRAINERS))
     num_epochs: int = _opt(25, "epochs to train", min=1)
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step", min=1)
     max_grad_norm: float = _opt(1.0, "clip the total gradient norm to this (0 = no clipping)",

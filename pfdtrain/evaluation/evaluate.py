@@ -221,7 +221,7 @@ def _check_compatible(metadata: dict, class_names: Sequence[str], sampling_rate:
             f"{checkpoint} was trained on classes {list(trained_names)}, but {data_path} has "
             f"classes {list(class_names)}; its outputs would be read as the wrong faults. "
             f"Evaluate on data with the same class names in the same order (relabel the file "
-            f"with pfdtrain.data.dataset.write_dataset) or train a model on this data.")
+            f"with pfdtrain.data.write_dataset) or train a model on this data.")
     trained_rate = metadata.get("sampling_rate")
     if trained_rate is not None and not math.isclose(float(trained_rate), float(sampling_rate),
                                                      rel_tol=1e-6):
@@ -292,7 +292,7 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     """
     # Imported here: the pipeline pulls in every trainer, and `pfdtrain --help` stays fast.
     from pfdtrain.config.training_config import TrainingConfig
-    from pfdtrain.data.dataset import build_dataloaders
+    from pfdtrain.data.windows import build_dataloaders
     from pfdtrain.evaluation.loading import load_model_for_evaluation
     from pfdtrain.evaluation.metrics import classification_report
     from pfdtrain.evaluation.plots import plot_confusion_matrix

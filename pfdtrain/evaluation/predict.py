@@ -1,7 +1,7 @@
 """Diagnose one recording with a trained checkpoint (``pfdtrain predict``).
 
 The recording is cut into the model's windows with its training stride and normalised exactly
-as in training (the same :class:`~pfdtrain.data.dataset.WindowDataset` code path); the
+as in training (the same :class:`~pfdtrain.data.windows.WindowDataset` code path); the
 diagnosis is the class of highest mean probability over the windows (soft vote), with the
 per-window hard votes alongside so a mixed recording is visible.
 
@@ -30,11 +30,11 @@ PathLike = Union[str, Path]
 
 def _read_recording(path: Path, variable: Optional[str], column: Optional[Union[str, int]]
                     ) -> tuple[np.ndarray, dict[str, Any]]:
-    """``(signal float64 1-D, info)`` via :func:`pfdtrain.data.importing.read_signal`.
+    """``(signal float64 1-D, info)`` via :func:`pfdtrain.data.importers.readers.read_signal`.
 
     Imported lazily: the .mat/.csv readers (scipy) are only needed when predicting.
     """
-    from pfdtrain.data.importing import read_signal
+    from pfdtrain.data.importers.readers import read_signal
 
     if not path.is_file():
         raise EvaluationError(f"recording {path} does not exist; pass the path of a .mat, .npy "
@@ -59,7 +59,8 @@ def _json_safe(value: Any) -> Any:
 def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optional[str] = None,
                       column: Optional[Union[str, int]] = None,
                       sampling_rate: Optional[float] = None,
-                      device: Union[str, torch.device] = "auto") -> dict[str, Any]:
+                      device: Union[str, torch.device] = "auto",
+                      resample: bool = False) -> dict[str, Any]:
     """Classify one vibration recording with a trained checkpoint.
 
     Args:
@@ -67,10 +68,14 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         recording: a ``.mat``, ``.npy`` or ``.csv`` file holding one channel.
         variable: the ``.mat`` variable to read (default: the reader's choice).
         column: the ``.csv`` column (name or index) to read.
-        sampling_rate: the recording's sampling rate in Hz, when the file does not store it.
-            A known rate must equal the model's; when none is known, the model's is assumed
-            and the result says so (``sampling_rate_source == "assumed"``).
+        sampling_rate: the recording's sampling rate in Hz. Without it the rate the file
+            states is used (a ``.mat`` variable ``fs``/``sr``/..., or the signal's struct
+            field such as MFPT's ``bearing.sr``); given, it overrides the file's statement
+            (the result notes the disagreement). When neither is known, the model's rate is
+            assumed and the result says so (``sampling_rate_source == "assumed"``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        resample: a recording at another rate than the model's is resampled to the model's
+            rate (``scipy.signal.resample_poly``, as the importer does) instead of refused.
 
     Returns:
         ``{"class", "class_index", "probability" (mean softmax of that class over the
@@ -78,14 +83,15 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         top class it is}, every class listed), "window_predictions" ([{"window",
         "start_sample", "start_s", "class", "probability"}]), "num_windows",
         "window_length", "window_stride", "normalization", "sampling_rate",
-        "sampling_rate_source" ("argument", "file" or "assumed"), "duration_s", "notes",
+        "sampling_rate_source" ("argument", "file" or "assumed"), "resampled_from" (the
+        recording's rate when it was resampled, else None), "duration_s", "notes",
         "recording", "checkpoint", "model_class", "source_info"}``.
 
     Raises:
-        EvaluationError: missing file, a sampling rate other than the model's, or a
-            recording shorter than one window.
+        EvaluationError: missing file, a sampling rate other than the model's (without
+            ``resample``), or a recording shorter than one window.
         RecordingError: (a ``DataError``, from
-            :func:`pfdtrain.data.importing.read_signal`) unreadable file, unknown format,
+            :func:`pfdtrain.data.importers.readers.read_signal`) unreadable file, unknown format,
             missing/ambiguous variable or column, NaN/inf samples.
         CheckpointError: the checkpoint cannot be loaded.
 
@@ -95,7 +101,8 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         >>> print(r["class"], f"{r['probability']:.2f}", r["votes"])
         outer_race 0.91 {'healthy': 0, ..., 'outer_race': 5, ...}
     """
-    from pfdtrain.data.dataset import NORMALIZATIONS, WindowDataset
+    from pfdtrain.data.importers.core import resample_signal
+    from pfdtrain.data.windows import NORMALIZATIONS, WindowDataset
     from pfdtrain.evaluation.loading import load_model_for_evaluation
 
     checkpoint, recording = Path(checkpoint), Path(recording)
@@ -119,24 +126,37 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     signal, info = _read_recording(recording, variable, column)
     notes: list[str] = []
     file_rate = info.get("sampling_rate")
-    if sampling_rate is not None and file_rate is not None and not math.isclose(
-            float(sampling_rate), float(file_rate), rel_tol=1e-6):
-        raise EvaluationError(f"{recording} states a sampling rate of {float(file_rate):g} Hz "
-                              f"but {float(sampling_rate):g} Hz was given; drop the "
-                              f"sampling-rate argument or fix the file")
+    stated_in = info.get("sampling_rate_variable") or "the file"
     if sampling_rate is not None:
         rate, rate_source = float(sampling_rate), "argument"
+        if file_rate is not None and not math.isclose(rate, float(file_rate), rel_tol=1e-6):
+            notes.append(f"the file states {float(file_rate):g} Hz ('{stated_in}'); used the "
+                         f"given {rate:g} Hz")
     elif file_rate is not None:
         rate, rate_source = float(file_rate), "file"
     else:
         rate, rate_source = model_rate, "assumed"
         notes.append(f"the recording's sampling rate is unknown; assumed the model's "
                      f"{model_rate:g} Hz (pass the sampling rate to have it checked)")
+    resampled_from = None
     if not math.isclose(rate, model_rate, rel_tol=1e-6):
-        raise EvaluationError(
-            f"{recording} is sampled at {rate:g} Hz, but {checkpoint} was trained at "
-            f"{model_rate:g} Hz; fault frequencies would be misread. Resample the recording "
-            f"to {model_rate:g} Hz first (e.g. scipy.signal.resample_poly).")
+        said = (f"the file states it in '{stated_in}'" if rate_source == "file"
+                else "as given")
+        if not resample:
+            raise EvaluationError(
+                f"{recording} is sampled at {rate:g} Hz ({said}), but {checkpoint} was trained "
+                f"at {model_rate:g} Hz; fault frequencies would be misread. Pass --resample to "
+                f"resample it to {model_rate:g} Hz, or --sampling-rate HZ if that rate is "
+                f"wrong.")
+        # read_signal returns 1-D, finite signals only, so the filter sees clean input.
+        signal, reached = resample_signal(signal, rate, model_rate)
+        if not math.isclose(reached, model_rate, rel_tol=1e-6):
+            raise EvaluationError(
+                f"{recording}: {rate:g} Hz cannot be resampled to exactly {model_rate:g} Hz "
+                f"(the nearest ratio with a denominator <= 1000 gives {reached:.6g} Hz); "
+                f"resample it yourself first.")
+        notes.append(f"resampled from {rate:g} Hz to the model's {model_rate:g} Hz")
+        resampled_from, rate = rate, model_rate
 
     if signal.ndim != 1:
         raise EvaluationError(f"{recording} gave an array of shape {signal.shape}; pick one "
@@ -189,6 +209,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         "normalization": normalization,
         "sampling_rate": rate,
         "sampling_rate_source": rate_source,
+        "resampled_from": resampled_from,
         "duration_s": float(signal.shape[0] / rate),
         "notes": notes,
         "recording": str(recording),
@@ -210,7 +231,8 @@ def _column(value: str) -> Union[str, int]:
 def _cmd_predict(args: argparse.Namespace) -> int:
     result = predict_recording(Path(args.checkpoint), Path(args.recording),
                                variable=args.variable, column=args.column,
-                               sampling_rate=args.sampling_rate, device=args.device)
+                               sampling_rate=args.sampling_rate, device=args.device,
+                               resample=args.resample)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -226,7 +248,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``predict <checkpoint> <recording> [--variable X] [--column C]
-    [--sampling-rate HZ] [--json]``.
+    [--sampling-rate HZ] [--resample] [--json]``.
 
     Args:
         subparsers: the object ``ArgumentParser.add_subparsers()`` returned.
@@ -247,7 +269,11 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--variable", help=".mat: the variable holding the signal")
     p.add_argument("--column", type=_column, help=".csv: the column (name or 0-based index)")
     p.add_argument("--sampling-rate", type=float, metavar="HZ",
-                   help="the recording's sampling rate (checked against the model's)")
+                   help="the recording's sampling rate (default: the rate the file states, "
+                        "e.g. a .mat variable fs; overrides it when given); checked against "
+                        "the model's")
+    p.add_argument("--resample", action="store_true",
+                   help="resample a recording at another rate to the model's (else refused)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_cmd_predict)
