@@ -33,10 +33,10 @@ def test_a_folder_in_place_of_the_file_is_refused_before_anything_is_written(tmp
 def test_an_exception_mid_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
     target = tmp_path / "history.json"
     write_json(target, {"v": 1})
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(RuntimeError, match="boom"):
         with atomic_open(target, "w") as handle:
             handle.write("{half")
-            1 / 0
+            raise RuntimeError("boom")
     assert target.read_text() == '{\n  "v": 1\n}\n'
     assert list(tmp_path.glob(".*.tmp")) == []
 
