@@ -85,6 +85,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                     need = "required" if name in REQUIRED_KEYS else "optional"
                     print(f"  {'ok ' if present else 'MISSING'} {name} ({need})")
                 continue
+            if key == "metadata" and isinstance((value or {}).get("split"), dict):
+                # the record ids of every split run to thousands of names; --json has them
+                value = {**value, "split": {k: v for k, v in value["split"].items()
+                                            if k != "ids"}}
             print(f"{key:<{width}}  {value}")
     if problems:
         print(f"pfdtrain: {args.checkpoint} does not meet the guide's checkpoint contract: "
