@@ -76,6 +76,11 @@ class ImportSummary:
         skipped: ``(file, reason)`` per recording left out (``skip_bad``) or file not
             recognised (CWRU layout).
         content_hash: the file's content hash.
+
+    Example:
+        >>> summary = import_manifest(Path("recordings.csv"), Path("data/mine.h5"))
+        >>> summary.line()
+        'imported 24 recordings (3 classes: healthy 8, inner 8, outer 8) at 25600 Hz into ...'
     """
 
     out: Path
