@@ -107,6 +107,12 @@ def test_struct_paths_nested_and_by_name(tmp_path):
     out, _ = read_signal(tmp_path / "N15_M07_F10_KA04_1.mat",
                          variable="N15_M07_F10_KA04_1.Y[6].Data")
     np.testing.assert_allclose(out, vib)
+    (tmp_path / "renamed.mat").write_bytes((tmp_path / "N15_M07_F10_KA04_1.mat").read_bytes())
+    out, _ = read_signal(tmp_path / "renamed.mat", variable="*.Y[Name=vibration_1].Data")
+    np.testing.assert_allclose(out, vib)  # '*': the file's only variable, whatever its name
+    scipy.io.savemat(tmp_path / "two.mat", {"a": {"b": sig[None, :]}, "fs": 5000.0})
+    with pytest.raises(RecordingError, match=r"starts at '\*'.*it has 2: a, fs"):
+        read_signal(tmp_path / "two.mat", variable="*.b")
 
 
 def test_a_missing_struct_path_names_the_fields_where_it_stopped(tmp_path):
