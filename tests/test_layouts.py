@@ -267,8 +267,9 @@ def test_paderborn_file_stating_another_rate_is_refused_or_skipped(tmp_path):
 def _write_cwru(root: Path) -> None:
     root.mkdir(parents=True)
     for name, number in (("Normal_0", 97), ("IR007_0", 105), ("B007_1", 119)):
-        scipy.io.savemat(root / f"{name}.mat", {f"X{number:03d}_DE_time": RNG.normal(size=(4096, 1)),
-                                                f"X{number:03d}RPM": np.array([[1796.0]])})
+        scipy.io.savemat(root / f"{name}.mat",
+                         {f"X{number:03d}_DE_time": RNG.normal(size=(4096, 1)),
+                          f"X{number:03d}RPM": np.array([[1796.0]])})
 
 
 @pytest.mark.parametrize("layout", ["cwru", "mfpt", "paderborn"])
