@@ -3,7 +3,6 @@ rates stated by the files, and the README's layout walk-through pieces."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
@@ -12,11 +11,10 @@ import pytest
 import scipy.io
 
 from pfdtrain.cli import main
-from pfdtrain.data import DataError, read_dataset
+from pfdtrain.data import read_dataset
 from pfdtrain.data.importers import LAYOUTS
 from pfdtrain.data.importers.mfpt import import_mfpt, mfpt_file_class
-from pfdtrain.data.importers.paderborn import (import_paderborn, paderborn_file_info,
-                                               paderborn_manifest)
+from pfdtrain.data.importers.paderborn import import_paderborn, paderborn_file_info
 from pfdtrain.data.importers.readers import RecordingError, parse_struct_path, read_signal
 
 RNG = np.random.default_rng(7)
