@@ -112,7 +112,8 @@ def add_data_parser(subparsers: Any) -> None:
                      + ": the dataset's folder (relative or absolute)")
     imp.add_argument("--out", type=Path, required=True, help="dataset file to write (.h5)")
     imp.add_argument("--sampling-rate", type=float, metavar="HZ",
-                     help="sampling rate of rows without a sampling_rate cell")
+                     help="sampling rate of rows without a sampling_rate cell whose file "
+                          "states none (a file stating another is refused)")
     imp.add_argument("--resample", type=float, metavar="HZ",
                      help="resample every recording to this rate")
     channels = "; ".join(f"{name}: {'|'.join(layout.channels)} (default "

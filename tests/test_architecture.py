@@ -145,3 +145,23 @@ def test_config_choices_come_from_the_name_registries():
     assert choices(TrainingConfig, "trainer") == list(TRAINERS)
     for name in TRAINERS:  # every registered trainer resolves to a class
         assert isinstance(trainer_class(name), type)
+
+
+def test_readme_losses_and_trainers_table_lists_every_registered_name():
+    """The hand-written 'Losses and trainers' table must not fall behind the registries
+    (the configuration reference, generated from them, is checked in test_readme)."""
+    from pfdtrain.training.cnn_losses import LOSS_NAMES
+    from pfdtrain.training.registry import TRAINERS, trainer_class
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Losses and trainers"):text.index("## Distributed training")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    for name in LOSS_NAMES:
+        assert any(line.startswith(f"| `loss.name: {name}`") for line in rows), name
+    for name in TRAINERS:
+        if name != "cnn":  # the default plain trainer has no row of its own
+            row = next(line for line in rows if line.startswith(f"| `trainer: {name}`"))
+            assert f"`{trainer_class(name).__name__}`" in row, name
+    listed = {line.split("`")[1].split(": ")[1] for line in rows
+              if line.startswith("| `loss.name: ") or line.startswith("| `trainer: ")}
+    assert listed <= set(LOSS_NAMES) | set(TRAINERS), listed  # nothing that no longer exists

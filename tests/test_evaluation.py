@@ -331,6 +331,13 @@ def test_predict_uses_the_rate_the_file_states(run, manual, tmp_path, capsys):
     assert resampled["num_windows"] == same["num_windows"]
     assert resampled["class"] == same["class"]
     assert resampled["probability"] == pytest.approx(same["probability"], abs=0.05)
+    # A ratio that needs approximating (MFPT's 48,828 Hz) is resampled and says so.
+    scipy.io.savemat(tmp_path / "mfpt.mat", {"bearing": {"gs": np.random.default_rng(1).normal(
+        size=(8000, 1)), "sr": 48828.0}})
+    odd = predict_recording(checkpoint, tmp_path / "mfpt.mat", variable="bearing.gs",
+                            device="cpu", resample=True)
+    assert odd["sampling_rate_source"] == "file" and odd["resampled_from"] == 48828.0
+    assert "approximated as" in odd["notes"][-1] and odd["num_windows"] >= 1
     # An explicit rate overrides the file's statement, with a note.
     told = predict_recording(checkpoint, tmp_path / "same.mat", device="cpu",
                              sampling_rate=RATE)

@@ -3,7 +3,6 @@ rates stated by the files, and the README's layout walk-through pieces."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
@@ -12,11 +11,10 @@ import pytest
 import scipy.io
 
 from pfdtrain.cli import main
-from pfdtrain.data import DataError, read_dataset
+from pfdtrain.data import read_dataset
 from pfdtrain.data.importers import LAYOUTS
 from pfdtrain.data.importers.mfpt import import_mfpt, mfpt_file_class
-from pfdtrain.data.importers.paderborn import (import_paderborn, paderborn_file_info,
-                                               paderborn_manifest)
+from pfdtrain.data.importers.paderborn import import_paderborn, paderborn_file_info
 from pfdtrain.data.importers.readers import RecordingError, parse_struct_path, read_signal
 
 RNG = np.random.default_rng(7)
@@ -107,6 +105,12 @@ def test_struct_paths_nested_and_by_name(tmp_path):
     out, _ = read_signal(tmp_path / "N15_M07_F10_KA04_1.mat",
                          variable="N15_M07_F10_KA04_1.Y[6].Data")
     np.testing.assert_allclose(out, vib)
+    (tmp_path / "renamed.mat").write_bytes((tmp_path / "N15_M07_F10_KA04_1.mat").read_bytes())
+    out, _ = read_signal(tmp_path / "renamed.mat", variable="*.Y[Name=vibration_1].Data")
+    np.testing.assert_allclose(out, vib)  # '*': the file's only variable, whatever its name
+    scipy.io.savemat(tmp_path / "two.mat", {"a": {"b": sig[None, :]}, "fs": 5000.0})
+    with pytest.raises(RecordingError, match=r"starts at '\*'.*it has 2: a, fs"):
+        read_signal(tmp_path / "two.mat", variable="*.b")
 
 
 def test_a_missing_struct_path_names_the_fields_where_it_stopped(tmp_path):
@@ -261,8 +265,9 @@ def test_paderborn_file_stating_another_rate_is_refused_or_skipped(tmp_path):
 def _write_cwru(root: Path) -> None:
     root.mkdir(parents=True)
     for name, number in (("Normal_0", 97), ("IR007_0", 105), ("B007_1", 119)):
-        scipy.io.savemat(root / f"{name}.mat", {f"X{number:03d}_DE_time": RNG.normal(size=(4096, 1)),
-                                                f"X{number:03d}RPM": np.array([[1796.0]])})
+        scipy.io.savemat(root / f"{name}.mat",
+                         {f"X{number:03d}_DE_time": RNG.normal(size=(4096, 1)),
+                          f"X{number:03d}RPM": np.array([[1796.0]])})
 
 
 @pytest.mark.parametrize("layout", ["cwru", "mfpt", "paderborn"])

@@ -351,6 +351,12 @@ def test_build_dataloaders_records_and_logs_the_validation_source(tmp_path: Path
     assert bundle.split_info["validation"] == "time_slice"
     assert bundle.val_loader is not None and len(bundle.val_loader.dataset) > 0
     assert "validation: the end of every training recording" in caplog.text
+    # A split warning goes to the log and into the split record (checkpoints, metrics).
+    config.data.test_groups = [1, 2, 3, 9]
+    with caplog.at_level(logging.INFO, logger="pfdtrain"):
+        bundle = build_dataloaders(config)
+    assert "value(s) [9] match no record of 'load'" in caplog.text
+    assert "[9] match no record" in bundle.split_info["warnings"][0]
 
 
 @pytest.mark.parametrize("val_fraction, advice", [(0.0, "set data.val_fraction > 0"),

@@ -75,11 +75,13 @@ class DataConfig:
                                 "duration (time) for the test split", min=0.0, max=0.5)
     split_gap: Optional[int] = _opt(None, "time split: samples left out between the parts "
                                     "(default: one window_length)", min=0)
-    group_key: str = _opt("load", "group split: the metadata column whose values are held out")
+    group_key: str = _opt("load", "group split: the metadata column whose values are held out "
+                          "(numbers such as load, or text such as a bearing code)")
     test_groups: list = _opt([], "group split: values of group_key for the test split, e.g. "
-                             "[1, 2, 3]")
+                             "[1, 2, 3] or [KA04, KI04]")
     val_groups: list = _opt([], "group split: values of group_key for validation (empty: "
-                            "val_fraction of the remaining records)")
+                            "val_fraction of the remaining records, or of each training "
+                            "recording's end when there are too few)")
     batch_size: int = _opt(32, "windows per batch (per process)", min=1)
     num_workers: int = _opt(0, "DataLoader worker processes (0 = load in the main process)", min=0)
 

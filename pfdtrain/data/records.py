@@ -210,7 +210,24 @@ class RecordSplit:
 
 @dataclasses.dataclass
 class LoadedDataset:
-    """A dataset file read into memory (see :func:`read_dataset`)."""
+    """A dataset file read into memory (see :func:`pfdtrain.data.storage.read_dataset`).
+
+    Args:
+        path: the file.
+        splits: ``{"train", "val", "test"}`` for a split file, ``{"records"}`` for an
+            unsplit (imported) one.
+        class_names: name of every class index.
+        sampling_rate: Hz, common to every record.
+        source: where the data came from (``"synthetic"`` or the importer's description).
+        content_hash: the hash stored in the file.
+        generator_config: the settings that produced the file (JSON), or None.
+        split_strategy: ``"record"``, ``"time"``, ``"group"`` or ``"none"`` (unsplit).
+
+    Example:
+        >>> data = read_dataset("data/cwru.h5")  # doctest: +SKIP
+        >>> data.split_strategy, len(data.splits["records"]), data.sampling_rate
+        ('none', 40, 12000.0)
+    """
 
     path: Path
     splits: dict[str, RecordSplit]

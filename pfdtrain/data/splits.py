@@ -550,10 +550,10 @@ def make_splits(pool: RecordSplit, data_config: DataConfig, window_length: int, 
             splits = sliced
             info.update(validation="time_slice", time_sliced=["train", "val"], split_gap=gap,
                         window_length=int(window_length), dropped=dropped)
-    if info["validation"] == "records" and len(splits["val"]) == 0:
+    with_ranges = info["validation"] in ("time", "time_slice")
+    if len(splits["val"]) == 0:
         info["validation"] = "none"  # val_fraction 0, or nothing left to validate on
-    info.update(_counts_and_ids(splits, with_ranges=info["validation"] in ("time",
-                                                                            "time_slice")))
+    info.update(_counts_and_ids(splits, with_ranges=with_ranges))
     return splits, info
 
 

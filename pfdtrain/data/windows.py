@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
-from pfdtrain.data.splits import check_no_leakage, resolve_splits
+from pfdtrain.data.splits import SplitWarning, check_no_leakage, resolve_splits
 from pfdtrain.data.storage import read_dataset, verify_content_hash
 from pfdtrain.data.synthetic_cache import load_synthetic_dataset
 from pfdtrain.utils.logging import get_logger
@@ -297,7 +298,16 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
     # Unsplit (imported) files are split here; stored splits are kept for data.split=record
     # and pooled and re-split for time/group. The result is checked again under the rules of
     # the strategy that made it (a time split's pieces must keep the gap).
-    splits, split_info = resolve_splits(data, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits, split_info = resolve_splits(data, config)
+    for w in caught:
+        if issubclass(w.category, SplitWarning):
+            # Into the run's log (train.log) and its split record, not a bare stderr line.
+            logger.warning("%s", w.message)
+            split_info.setdefault("warnings", []).append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     check_no_leakage(splits, strategy=split_info["strategy"],
                      min_gap=int(split_info.get("split_gap") or 0),
                      time_sliced=split_info.get("time_sliced", ()))

@@ -150,12 +150,10 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
                 f"wrong.")
         # read_signal returns 1-D, finite signals only, so the filter sees clean input.
         signal, reached = resample_signal(signal, rate, model_rate)
-        if not math.isclose(reached, model_rate, rel_tol=1e-6):
-            raise EvaluationError(
-                f"{recording}: {rate:g} Hz cannot be resampled to exactly {model_rate:g} Hz "
-                f"(the nearest ratio with a denominator <= 1000 gives {reached:.6g} Hz); "
-                f"resample it yourself first.")
-        notes.append(f"resampled from {rate:g} Hz to the model's {model_rate:g} Hz")
+        notes.append(f"resampled from {rate:g} Hz to the model's {model_rate:g} Hz"
+                     + ("" if math.isclose(reached, model_rate, rel_tol=1e-9) else
+                        f" (approximated as {reached:.8g} Hz: the ratio is limited to "
+                        f"denominators <= 1000, as on import)"))
         resampled_from, rate = rate, model_rate
 
     if signal.ndim != 1:

@@ -76,6 +76,11 @@ class ImportSummary:
         skipped: ``(file, reason)`` per recording left out (``skip_bad``) or file not
             recognised (CWRU layout).
         content_hash: the file's content hash.
+
+    Example:
+        >>> summary = import_manifest(Path("recordings.csv"), Path("data/mine.h5"))
+        >>> summary.line()
+        'imported 24 recordings (3 classes: healthy 8, inner 8, outer 8) at 25600 Hz into ...'
     """
 
     out: Path
@@ -162,7 +167,35 @@ def import_rows(rows: Sequence[Mapping[str, Any]], out: Path, *, base_dir: Path,
                  classes: Optional[Sequence[str]], skip_bad: bool, min_length: int,
                  source: str, settings: dict,
                  skipped: Optional[list[tuple[str, str]]] = None) -> ImportSummary:
-    """Shared core of :func:`import_manifest` and :func:`import_cwru` (see there)."""
+    """Read, check and write the recordings that ``rows`` describe (every importer's core).
+
+    Args:
+        rows: one mapping per recording: ``path`` (relative to ``base_dir`` or absolute),
+            ``label``, optional ``variable``/``column`` (a struct path too),
+            ``sampling_rate``, ``record_id``/``bearing_id``, ``severity``,
+            ``file_metadata`` (``{column: struct field}`` filled from the file, e.g. MFPT's
+            ``{"load": "load"}``) and metadata columns (numbers, or text in every row).
+        out: the ``.h5`` file, written once at the end through an atomic writer.
+        base_dir: folder of relative paths (the manifest's folder).
+        manifest: the manifest file, named with the row in errors; None for a layout (a
+            file stating another rate than its row is then "not of this set").
+        target_rate: resample every recording to this rate; None: all must share one.
+        sampling_rate: rate of rows without a ``sampling_rate`` whose file states none.
+        channel: variable/column of rows naming none.
+        classes: class names in index order (None: the sorted labels).
+        skip_bad: leave out bad recordings with a warning (listed in ``skipped``).
+        min_length: shortest recording kept, in samples after resampling.
+        source: the dataset's ``source`` attribute.
+        settings: stored in the file's ``generator_config`` with the per-record files/rates.
+        skipped: ``(file, reason)`` already left out by the layout (listed in the summary).
+
+    Returns:
+        :class:`ImportSummary`.
+
+    Raises:
+        RecordingError: per row as described in docs/data.md §7 (skippable), or duplicate
+            ids, mixed rates without ``target_rate``, nothing to import (never skippable).
+    """
     out = Path(out)
     skipped = list(skipped or [])
     if min_length < 1:

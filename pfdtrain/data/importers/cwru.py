@@ -88,8 +88,9 @@ def cwru_manifest(root: Path, label_set: str = "10class", channel: str = "DE", *
     """Manifest rows for a folder of CWRU bearing data files (12 kHz drive-end set).
 
     Files are found under ``root`` (recursively) by name, official numbers or renamed
-    forms (:func:`cwru_file_class`). Each row: ``path``, ``label``, ``variable`` (the file's
-    ``X<nnn>_<channel>_time``, preferring the file's own number where a file holds two),
+    forms (:func:`cwru_file_class`). Each row: ``path`` (absolute), ``label``, ``variable``
+    (the file's ``X<nnn>_<channel>_time``, preferring the file's own number where a file
+    holds two),
     ``sampling_rate`` 12000, ``record_id`` ``cwru-<class>-<load>hp``, ``severity`` (fault
     size 0.007/0.014/0.021" → 0/1/2, normal -1), ``load`` (HP) and ``rpm`` (the file's
     ``X<nnn>RPM`` when present, else the nominal 1797/1772/1750/1730 for 0–3 HP).

@@ -436,15 +436,27 @@ def _scalar(value: Any) -> Optional[float]:
     return None
 
 
+def _first_variable(first: str, names: Sequence[str], path: Path, text: str) -> str:
+    """The top-level variable a struct path starts at; ``*`` is the file's only variable
+    (Paderborn files name theirs after the file, so a renamed file still reads)."""
+    if first == "*":
+        if len(names) != 1:
+            raise RecordingError(f"{path}: struct path '{text}' starts at '*', the file's only "
+                                 f"variable, but it has {len(names)}: "
+                                 f"{', '.join(names) or '(none)'}; name one instead of '*'.")
+        return names[0]
+    if first not in names:
+        raise RecordingError(f"{path}: struct path '{text}': variable '{first}' not found; "
+                             f"available variables: {', '.join(names) or '(none)'}.")
+    return first
+
+
 def _resolve_v5(variables: Mapping[str, Any], steps: list[tuple[str, Optional[str]]],
                 path: Path, text: str) -> tuple[Any, dict[str, float]]:
     """Follow ``steps`` through scipy's struct arrays. Returns the value at the end and the
     numeric scalar fields of the struct that holds it (where a rate may be stated)."""
     names = sorted(variables)
-    first, selector = steps[0]
-    if first not in variables:
-        raise RecordingError(f"{path}: struct path '{text}': variable '{first}' not found; "
-                             f"available variables: {', '.join(names) or '(none)'}.")
+    first = _first_variable(steps[0][0], names, path, text)
     value, where = variables[first], first
     siblings: dict[str, float] = {}
     for k, (name, sel) in enumerate(steps):
@@ -495,11 +507,7 @@ def _resolve_v73(path: Path, steps: list[tuple[str, Optional[str]]], text: str
         def fields_of(group: h5py.Group) -> list[str]:
             return sorted(n for n in group.keys() if not n.startswith("#"))
 
-        first, _ = steps[0]
-        names = fields_of(f)
-        if first not in f:
-            raise RecordingError(f"{path}: struct path '{text}': variable '{first}' not found; "
-                                 f"available variables: {', '.join(names) or '(none)'}.")
+        first = _first_variable(steps[0][0], fields_of(f), path, text)
         node: Any = f[first]
         index: Optional[int] = None  # the selected element of a struct array (refs)
         where = first
