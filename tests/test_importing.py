@@ -158,7 +158,7 @@ def write_manifest(folder: Path, header: str, rows: list[str]) -> Path:
 def test_manifest_import_with_metadata(tmp_path: Path) -> None:
     (tmp_path / "rig").mkdir()
     signals = {}
-    for i, label in enumerate(["outer", "healthy", "inner", "healthy"]):
+    for i in range(4):
         signals[i] = RNG.normal(size=3000 + 100 * i)
         np.save(tmp_path / "rig" / f"run{i}.npy", signals[i])
     csv_file = tmp_path / "rig" / "run4.csv"

@@ -90,7 +90,7 @@ def test_time_split_parts_keep_the_gap_and_windows_never_cross() -> None:
         ds = WindowDataset.from_split(split, WINDOW, 64, normalization="none")
         windows = np.stack([ds[j][0][0].numpy() for j in range(len(ds))])
         assert np.all(np.diff(windows, axis=1) == 1)  # contiguous: never across a boundary
-    for src, parts in used.items():
+    for parts in used.values():
         parts.sort(key=lambda p: p[1])
         assert [p[0] for p in parts] == ["train", "val", "test"]
         for (_, _, end), (_, start, _) in zip(parts, parts[1:]):

@@ -502,7 +502,8 @@ def _resolve_v73(path: Path, steps: list[tuple[str, Optional[str]]], text: str
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise RecordingError(f"{path}: cannot be read as a MATLAB v7.3 (HDF5) file ({exc}).")
+        raise RecordingError(f"{path}: cannot be read as a MATLAB v7.3 (HDF5) file ({exc}).") \
+            from None
     with f:
         def fields_of(group: h5py.Group) -> list[str]:
             return sorted(n for n in group.keys() if not n.startswith("#"))
@@ -541,8 +542,9 @@ def _resolve_v73(path: Path, steps: list[tuple[str, Optional[str]]], text: str
                                          f"struct array, so [{sel}] selects nothing.")
                 fields = fields_of(node)
                 n = int(node[fields[0]].size) if fields else 0
+                array = node  # bound now: the lambda runs inside _select, in this step
                 index = _select(list(range(n)), fields, sel,
-                                lambda i, key: f[node[key][()].reshape(-1)[i]][()],
+                                lambda i, key, array=array: f[array[key][()].reshape(-1)[i]][()],
                                 where, path, text)
                 where = f"{where}[{sel}]"
         if index is not None or not isinstance(node, h5py.Dataset):
