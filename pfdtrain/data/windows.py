@@ -32,8 +32,9 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
+from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.data.splits import check_no_leakage, resolve_splits
-from pfdtrain.data.storage import read_dataset, verify_content_hash
+from pfdtrain.data.storage import keep_in_memory, read_dataset, verify_content_hash
 from pfdtrain.data.synthetic_cache import load_synthetic_dataset
 from pfdtrain.utils.logging import get_logger
 from pfdtrain.utils.reproducibility import seed_worker
@@ -189,7 +190,8 @@ class WindowDataset(Dataset):
     starting at ``0, stride, 2·stride, ...``; samples after the last full window are unused.
 
     Args:
-        signals: float32 1-D array, all records concatenated (kept, not copied).
+        signals: float32 1-D array, all records concatenated (kept, not copied), or a
+            :class:`~pfdtrain.data.signal_store.LazySignals` (windows read from the file).
         record_offsets: int64 [N+1] record boundaries in ``signals``.
         labels: int64 [N] class of each record.
         window_length: samples per window.
@@ -233,7 +235,8 @@ class WindowDataset(Dataset):
         if window_length < 1 or window_stride < 1:
             raise ValueError(f"window_length ({window_length}) and window_stride "
                              f"({window_stride}) must be >= 1")
-        self.signals = np.ascontiguousarray(signals, dtype=np.float32)
+        self.signals = (signals if isinstance(signals, LazySignals)
+                        else np.ascontiguousarray(signals, dtype=np.float32))
         self.record_offsets = np.asarray(record_offsets, dtype=np.int64)
         self.record_labels = np.asarray(labels, dtype=np.int64)
         n = self.record_labels.shape[0]
@@ -301,7 +304,10 @@ class WindowDataset(Dataset):
         if not 0 <= index < self.num_windows:
             raise IndexError(f"window {index} out of range 0..{self.num_windows - 1}")
         start = int(self.window_starts[index])
-        view = self.signals[start:start + self.window_length]  # a view: no dataset copy
+        if isinstance(self.signals, LazySignals):
+            view = self.signals.read_windows(np.array([start]), self.window_length)[0]
+        else:
+            view = self.signals[start:start + self.window_length]  # a view: no dataset copy
         if self.snr_db is not None:
             view = view + self._noise(view, index)
         x = normalize_window(view, self.normalization)  # one window-sized copy
@@ -342,6 +348,8 @@ class WindowDataset(Dataset):
 
     def _read_windows(self, starts: np.ndarray) -> np.ndarray:
         """float32 ``[B, window_length]``: the windows at ``starts``, a fresh array."""
+        if isinstance(self.signals, LazySignals):  # streamed: offset-sorted file reads
+            return self.signals.read_windows(starts, self.window_length)
         if self._sliding is None:  # a view (no copy): row s is signals[s:s + window_length]
             self._sliding = sliding_window_view(self.signals, self.window_length)
         return self._sliding[starts]
@@ -442,9 +450,10 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
     """
     dc = config.data
     if dc.source == "synthetic":
-        data = load_synthetic_dataset(config)
+        data = load_synthetic_dataset(config, in_memory=None)  # None: by data.in_memory
     else:
-        data = read_dataset(dc.source, verify_hash=False)
+        data = read_dataset(dc.source, verify_hash=False, in_memory=keep_in_memory(
+            dc.source, dc.in_memory, dc.memory_budget_mb))
     # Leakage first (the more specific problem), then integrity; every time, so training
     # refuses to start on a leaking file whatever produced it.
     check_no_leakage(data)
@@ -464,6 +473,17 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
         raise DataError(f"{data.path} has no training records; lower data.val_fraction/"
                         f"data.test_fraction or add records.")
     _check_window_length(data, splits, config)
+    streamed = [s.signals for s in (*data.splits.values(), *splits.values())
+                if isinstance(s.signals, LazySignals)]
+    if streamed:
+        logger.info("data %s: streamed from the file (%.0f MiB of signals; data.in_memory=%s, "
+                    "memory_budget_mb=%d)", data.path,
+                    sum(s.signals.nbytes for s in data.splits.values()) / 2 ** 20,
+                    dc.in_memory, dc.memory_budget_mb)
+        for signals in streamed:
+            # The checks above read the file in this process; the handles are closed so
+            # forked loader workers start without one (each opens its own on first read).
+            signals.close()
 
     def dataset(name: str) -> WindowDataset:
         return WindowDataset.from_split(splits[name], dc.window_length, dc.window_stride,
