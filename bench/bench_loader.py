@@ -23,34 +23,18 @@ shared, the best pass is the least disturbed one); each row also keeps every pas
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from bench_common import machine_info, write_results
 from torch.utils.data import DataLoader, Dataset
 
 from pfdtrain.data.sampler import EpochShuffleSampler
-from pfdtrain.data.windows import NORMALIZATIONS, WindowDataset, collate_windows
+from pfdtrain.data.windows import NORMALIZATIONS, PerWindowDataset, WindowDataset, collate_windows
 
 RECORDS, RECORD_LEN, WINDOW, STRIDE, BATCH = 704, 19_200, 6400, 3200, 32
-
-
-class PerWindow(Dataset):
-    """The previous path: no ``__getitems__``, so the DataLoader asks window by window."""
-
-    def __init__(self, ds: WindowDataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple:
-        return self.ds[i]
 
 
 def passes(run: Callable[[], int], epochs: int) -> dict:
@@ -126,10 +110,7 @@ def main() -> None:
 
     n = len(dataset("zscore"))
     results: dict = {
-        "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "numpy": np.__version__, "python": platform.python_version(),
-                    "torch_threads": torch.get_num_threads(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine_info(),
         "setup": {"windows_per_epoch": n, "window_length": WINDOW, "batch_size": BATCH,
                   "bytes_per_window": WINDOW * 4, "best_of_passes": args.epochs},
     }
@@ -141,7 +122,7 @@ def main() -> None:
     rows["batched_none_2_workers"] = passes(loader_run(dataset("none"), workers=2), args.epochs)
     for method in ("none", "zscore"):
         rows[f"per_window_{method}"] = passes(
-            loader_run(PerWindow(dataset(method)), batched=False), args.epochs)
+            loader_run(PerWindowDataset(dataset(method)), batched=False), args.epochs)
     rows["float32_reference_zscore"] = passes(float32_reference_run(dataset("none")),
                                               args.epochs)
     copy_rate = rows["memory_copy"]["windows_per_s"]
@@ -152,10 +133,7 @@ def main() -> None:
             rows[f"batched_{method}"]["windows_per_s"]
             / rows[f"per_window_{method}"]["windows_per_s"], 2)
     results["windows_per_s"] = rows
-    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from bench_common import machine_info, write_results
 
 from pfdtrain.config.training_config import SyntheticConfig, TrainingConfig
 from pfdtrain.data import build_dataloaders, generate_records
@@ -100,10 +98,7 @@ def main() -> None:
         child(args)
         return
     setup_logging("WARNING")
-    results: dict = {"machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                                 "python": platform.python_version(),
-                                 "load_average_at_start": [round(x, 2)
-                                                           for x in os.getloadavg()]}}
+    results: dict = {"machine": machine_info()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # 1. generation at 1 and 2 processes, the same records
@@ -153,10 +148,7 @@ def main() -> None:
             rates["streamed" if streamed else "in_memory"] = round(rate)
         rates["streamed_over_in_memory"] = round(rates["streamed"] / rates["in_memory"], 3)
         results["train_loader_windows_per_s"] = rates
-    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

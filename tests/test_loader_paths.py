@@ -10,21 +10,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
-from pfdtrain.data.windows import (NORMALIZATIONS, WindowBatch, WindowDataset, collate_windows,
-                                   normalize_window, normalize_windows)
+from pfdtrain.data.windows import (NORMALIZATIONS, PerWindowDataset, WindowBatch,
+                                   WindowDataset, collate_windows, normalize_window,
+                                   normalize_windows)
 
-
-class PerWindow(Dataset):
-    """Today's path: one ``__getitem__`` per window, ``default_collate`` stacks them."""
-
-    def __init__(self, ds: WindowDataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple:
-        return self.ds[i]
+PerWindow = PerWindowDataset  # today's path: one __getitem__ per window, default_collate
 
 
 def make_dataset(method: str, with_metadata: bool = True) -> WindowDataset:

@@ -362,6 +362,28 @@ class WindowDataset(Dataset):
         return rng.normal(0.0, noise_rms, window.shape).astype(np.float32)
 
 
+class PerWindowDataset(Dataset):
+    """A :class:`WindowDataset` seen window by window (no ``__getitems__``): the DataLoader
+    then calls ``ds[i]`` per window and ``default_collate`` stacks them, the path every
+    loader took before batches were read at once. The reference for tests and benchmarks.
+
+    Args:
+        dataset: the windows.
+
+    Example:
+        >>> reference = DataLoader(PerWindowDataset(ds), batch_size=32)
+    """
+
+    def __init__(self, dataset: WindowDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.dataset[index]
+
+
 # --------------------------------------------------------------------------------------------
 # Loaders
 # --------------------------------------------------------------------------------------------
