@@ -102,8 +102,9 @@ class SyntheticConfig:
     noise_level: float = _opt(1.0, "scale of the measurement/environment noise layers (1.0 = "
                               "realistic, 0 = none; the bearing's own fluid-film noise stays)",
                               min=0.0)
-    workers: int = _opt(0, "processes generating the records (0 = one per CPU core, at most 8); "
-                        "the file is the same whatever the number", min=0)
+    workers: int = _opt(0, "processes generating the records (0 = one per CPU core, at most 8 "
+                        "and at most one per 64 records); the file is the same whatever the "
+                        "number", min=0)
 
 
 @dataclass
