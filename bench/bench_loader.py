@@ -16,8 +16,9 @@ windows of 6,400 samples, stride 3,200, batches of 32, shuffled by EpochShuffleS
   used by pfdtrain because it is not bitwise the per-window float64 values; it shows what
   exactness costs.
 
-Every figure is the best of ``--epochs`` passes over the 3,520 windows (the machine is
-shared, the best pass is the least disturbed one); each row also keeps every pass.
+Loading runs on one torch thread per process. Every figure is the best of ``--epochs``
+passes over the 3,520 windows (the machine is shared, the best pass is the least disturbed
+one); each row also keeps every pass.
 """
 
 from __future__ import annotations
@@ -78,19 +79,15 @@ def memory_copy_run(signals: np.ndarray, windows: int) -> Callable[[], int]:
 
 def float32_reference_run(ds: WindowDataset) -> Callable[[], int]:
     sampler = EpochShuffleSampler(len(ds), seed=0)
-    flat = torch.from_numpy(ds.signals)
+    sliding = np.lib.stride_tricks.sliding_window_view(ds.signals, WINDOW)
 
     def run() -> int:
-        order = torch.tensor(list(sampler), dtype=torch.int64)
-        starts = torch.from_numpy(ds.window_starts)[order]
-        done = 0
-        for k in range(0, order.numel(), BATCH):
-            rows = starts[k:k + BATCH]
-            x = flat.unfold(0, WINDOW, 1).index_select(0, rows)
+        starts = ds.window_starts[np.fromiter(sampler, dtype=np.int64)]
+        for k in range(0, starts.size, BATCH):
+            x = torch.from_numpy(sliding[starts[k:k + BATCH]])  # the same indexed read
             std, mean = torch.std_mean(x, dim=1, keepdim=True, correction=0)
             ((x - mean) / std.clamp_min(1e-12)).unsqueeze(1)
-            done += rows.numel()
-        return done
+        return int(starts.size)
     return run
 
 
@@ -99,6 +96,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="passes per figure (best kept)")
     parser.add_argument("--out", default="bench/results/loader.json")
     args = parser.parse_args()
+    # One thread per process, as in DataLoader workers: the batched path never parallelises
+    # (its chunks stay under torch's grain size), and on this shared 2-core machine torch's
+    # two OpenMP threads collapse the float32 reference (about 10x slower than one thread).
+    torch.set_num_threads(1)
 
     rng = np.random.default_rng(0)
     signals = rng.standard_normal(RECORDS * RECORD_LEN).astype(np.float32)
