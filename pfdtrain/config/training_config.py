@@ -84,6 +84,11 @@ class DataConfig:
                             "recording's end when there are too few)")
     batch_size: int = _opt(32, "windows per batch (per process)", min=1)
     num_workers: int = _opt(0, "DataLoader worker processes (0 = load in the main process)", min=0)
+    in_memory: str = _opt("auto", "read the dataset's signals into memory (true), or stream each "
+                          "batch's windows from the HDF5 file (false); auto = in memory when the "
+                          "signals fit in memory_budget_mb", choices=["auto", "true", "false"])
+    memory_budget_mb: int = _opt(2048, "in_memory auto: largest dataset (signals, MiB) kept in "
+                                 "memory; larger ones are streamed", min=1)
 
 
 @dataclass
@@ -99,6 +104,9 @@ class SyntheticConfig:
     noise_level: float = _opt(1.0, "scale of the measurement/environment noise layers (1.0 = "
                               "realistic, 0 = none; the bearing's own fluid-film noise stays)",
                               min=0.0)
+    workers: int = _opt(0, "processes generating the records (0 = one per CPU core, at most 8 "
+                        "and at most one per 64 records); the file is the same whatever the "
+                        "number", min=0)
 
 
 @dataclass
@@ -446,6 +454,9 @@ def _build(cls: type, data: Any, section: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value if value is not None else {}, where)
             continue
+        choices = fields[name].metadata.get("choices") or ()
+        if isinstance(value, bool) and "true" in choices:  # YAML reads `true` as a bool
+            value = "true" if value else "false"
         value = _coerce(value, tp, where)
         _check_constraints(value, fields[name].metadata, where)
         kwargs[name] = value

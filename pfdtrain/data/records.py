@@ -3,7 +3,10 @@
 A :class:`RecordSplit` holds the records of one split the way the HDF5 file stores them
 (all signals concatenated, an offsets table); a :class:`LoadedDataset` is a whole file read
 into memory. Everything else in :mod:`pfdtrain.data` builds on these two containers, so this
-module imports nothing from the rest of the package but the error base class.
+module imports nothing from the rest of the package but the error base class and
+:mod:`~pfdtrain.data.signal_store` (a streamed file's splits hold :class:`LazySignals`,
+which slicing, ``subset``, ``concat`` and ``from_records`` keep lazy: splitting a streamed
+file reads no samples).
 
 Example:
     >>> split = RecordSplit.from_records([np.zeros(8000), np.ones(9000)], [0, 3],
@@ -20,6 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.errors import PfdtrainError
 
 FORMAT = "pfdtrain-dataset-v1"
@@ -69,7 +73,8 @@ class RecordSplit:
     """The records of one split, stored as in the HDF5 file.
 
     Attributes:
-        signals: float32 [total samples], all records concatenated.
+        signals: float32 [total samples], all records concatenated; a
+            :class:`~pfdtrain.data.signal_store.LazySignals` when the file is streamed.
         record_offsets: int64 [N+1]; record ``i`` is ``signals[offsets[i]:offsets[i+1]]``.
         labels: int64 [N] class indices.
         record_ids: N unique strings (e.g. ``syn-000123``).
@@ -194,11 +199,16 @@ class RecordSplit:
             >>> split.lengths.tolist()
             [8000, 9000]
         """
-        lengths = [int(np.asarray(r).shape[0]) for r in records]
+        lengths = [len(r) if isinstance(r, LazySignals) else int(np.asarray(r).shape[0])
+                   for r in records]
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        signals = (np.concatenate([np.asarray(r, dtype=np.float32).ravel() for r in records])
-                   if records else np.zeros(0, np.float32))
+        if records and all(isinstance(r, LazySignals) for r in records):
+            # Pieces of a streamed file (a split of it): a new segment table, no samples read.
+            signals = LazySignals.concatenate(records)
+        else:
+            signals = (np.concatenate([np.asarray(r, dtype=np.float32).ravel() for r in records])
+                       if records else np.zeros(0, np.float32))
         n = len(lengths)
         sev = (np.full(n, -1, np.int64) if severities is None
                else np.asarray(severities, dtype=np.int64))

@@ -26,6 +26,7 @@ import numpy as np
 
 from pfdtrain.data.records import (FORMAT, SPLIT_STRATEGIES, SPLITS, UNSPLIT, DataError,
                                    LoadedDataset, RecordSplit, is_text_metadata)
+from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.utils.io import atomic_path
 
 
@@ -47,6 +48,11 @@ def content_hash(splits: Mapping[str, RecordSplit], class_names: Sequence[str],
     h = hashlib.sha256()
 
     def add(name: str, arr: np.ndarray, dtype: str) -> None:
+        if isinstance(arr, LazySignals):  # streamed: hashed chunk by chunk, same digest
+            h.update(f"{name}|{np.dtype(dtype).str}|{arr.shape}|".encode())
+            for chunk in arr.iter_chunks():
+                h.update(np.ascontiguousarray(chunk, dtype=np.dtype(dtype)).tobytes())
+            return
         arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype))
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
         h.update(arr.tobytes())
@@ -94,15 +100,28 @@ def _validate_split(name: str, split: RecordSplit, where: str) -> None:
     if problems:
         raise DataError(f"{where}: split '{name}' is malformed: {'; '.join(problems)}. "
                         f"Rewrite the file with pfdtrain.data.write_dataset.")
-    bad = ~np.isfinite(split.signals)
-    if bad.any():
+    count, first = _non_finite(split.signals)
+    if count:
         # NaN/inf would turn every loss and gradient into NaN several minutes into training.
-        first = int(np.argmax(bad))
         record = int(np.searchsorted(off, first, side="right")) - 1
-        raise DataError(f"{where}: split '{name}' holds {int(bad.sum())} NaN/inf sample(s); the "
+        raise DataError(f"{where}: split '{name}' holds {count} NaN/inf sample(s); the "
                         f"first is sample {first - int(off[record])} of record "
                         f"{split.record_ids[record]}. Clean or leave out that recording and "
                         f"write the file again (pfdtrain data import refuses such recordings).")
+
+
+def _non_finite(signals: Union[np.ndarray, LazySignals]) -> tuple[int, int]:
+    """(number of NaN/inf samples, index of the first); a streamed split chunk by chunk."""
+    chunks = signals.iter_chunks() if isinstance(signals, LazySignals) else [signals]
+    count, first, position = 0, -1, 0
+    for chunk in chunks:
+        bad = ~np.isfinite(chunk)
+        n = int(bad.sum())
+        if n and first < 0:
+            first = position + int(np.argmax(bad))
+        count += n
+        position += chunk.shape[0]
+    return count, first
 
 
 def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
@@ -172,6 +191,8 @@ def write_dataset(path: Union[str, Path], splits: Mapping[str, RecordSplit], *,
             f.attrs["content_hash"] = digest
             for name, split in full.items():
                 g = f.create_group(name)
+                # HDF5's default contiguous layout (no chunks, no compression): a streamed
+                # window is then one plain read at a computable file offset.
                 g.create_dataset("signals", data=np.asarray(split.signals, dtype="<f4"))
                 g.create_dataset("record_offsets", data=np.asarray(split.record_offsets, "<i8"))
                 g.create_dataset("labels", data=np.asarray(split.labels, dtype="<i8"))
@@ -200,12 +221,17 @@ def missing_file_error(path: Path) -> DataError:
                      f"pfdtrain.data.write_dataset.")
 
 
-def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedDataset:
+def read_dataset(path: Union[str, Path], verify_hash: bool = True,
+                 in_memory: bool = True) -> LoadedDataset:
     """Read a dataset file into memory and check its format and structure.
 
     Args:
         path: an ``.h5`` file in the ``pfdtrain-dataset-v1`` layout.
         verify_hash: recompute the content hash and compare it with the stored one.
+        in_memory: False leaves the signals in the file: every split's ``signals`` is a
+            :class:`~pfdtrain.data.signal_store.LazySignals` (windows are read per batch;
+            the NaN check and the hash read the file in chunks). Everything else (offsets,
+            labels, ids, metadata) is read into memory either way.
 
     Returns:
         The :class:`LoadedDataset`. A split file gives ``splits`` = train/val/test; an
@@ -243,7 +269,7 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
             source = str(f.attrs.get("source", ""))
             generator_config = json.loads(f.attrs.get("generator_config", "null"))
             strategy = str(f.attrs.get("split_strategy", "record"))
-            splits = {name: _read_split(f[name])
+            splits = {name: _read_split(f[name], None if in_memory else path)
                       for name in ((UNSPLIT,) if strategy == "none" else SPLITS)}
         except (KeyError, ValueError, TypeError, OSError) as exc:  # OSError: unreadable data
             raise DataError(f"{path} is incomplete or damaged ({exc}); every split needs "
@@ -265,10 +291,12 @@ def read_dataset(path: Union[str, Path], verify_hash: bool = True) -> LoadedData
     return data
 
 
-def _read_split(g: h5py.Group) -> RecordSplit:
+def _read_split(g: h5py.Group, stream_from: Optional[Path] = None) -> RecordSplit:
     meta = g.get("metadata")
+    signals = g["signals"]
     return RecordSplit(
-        signals=g["signals"][()].astype(np.float32, copy=False),
+        signals=(signals[()].astype(np.float32, copy=False) if stream_from is None
+                 else LazySignals.from_file(stream_from, signals.name, signals.shape[0])),
         record_offsets=g["record_offsets"][()].astype(np.int64, copy=False),
         labels=g["labels"][()].astype(np.int64, copy=False),
         record_ids=[str(s) for s in g["record_ids"].asstr()[()]],
@@ -283,6 +311,36 @@ def _read_metadata(d: h5py.Dataset) -> np.ndarray:
     if h5py.check_string_dtype(d.dtype) is not None:  # a text column (e.g. bearing codes)
         return np.array([str(s) for s in d.asstr()[()]], dtype=object)
     return d[()].astype(np.float64, copy=False)
+
+
+def signal_bytes(path: Union[str, Path]) -> Optional[int]:
+    """Bytes the signals of every split of a dataset file take in memory (float32), or None
+    when the file cannot be read as a dataset (:func:`read_dataset` then says why)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return sum(int(f[name]["signals"].size) * 4 for name in (*SPLITS, UNSPLIT)
+                       if name in f and "signals" in f[name])
+    except (OSError, KeyError, TypeError):
+        return None
+
+
+def keep_in_memory(path: Union[str, Path], mode: str, budget_mb: float) -> bool:
+    """Whether to read a dataset file's signals into memory (``data.in_memory``).
+
+    Args:
+        path: the dataset file.
+        mode: ``"true"``, ``"false"`` or ``"auto"`` (in memory when the signals take at most
+            ``budget_mb`` MiB).
+        budget_mb: the memory budget of ``auto`` (``data.memory_budget_mb``).
+
+    Example:
+        >>> keep_in_memory("data/huge.h5", "auto", 2048)  # doctest: +SKIP
+        False
+    """
+    if mode in ("true", "false"):
+        return mode == "true"
+    size = signal_bytes(path)
+    return size is None or size <= budget_mb * 2 ** 20
 
 
 def verify_content_hash(data: LoadedDataset) -> None:

@@ -27,12 +27,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from scipy.signal import fftconvolve, sawtooth
+from tqdm import tqdm
 
 from pfdtrain.config.training_config import SyntheticConfig
 
@@ -423,18 +426,35 @@ def _generate_chunk(args: tuple[Sequence[int], dict]) -> list[tuple[np.ndarray, 
     return [generate_record(i, cfg) for i in indices]
 
 
+# A process pool pays for itself from about this many records per process (pool start-up
+# and shipping the arrays back cost about as much as generating this many records).
+_RECORDS_PER_WORKER = 64
+
+
+def generation_workers(workers: int, num: int) -> int:
+    """Processes :func:`generate_records` uses for ``num`` records: ``workers``, or for
+    0 (auto) one per CPU core (at most 8), fewer when there are few records.
+
+    Example:
+        >>> generation_workers(2, 1000), generation_workers(3, 1)
+        (2, 1)
+    """
+    if workers <= 0:
+        workers = min(os.cpu_count() or 1, 8, max(1, num // _RECORDS_PER_WORKER))
+    return max(1, min(int(workers), num))
+
+
 def generate_records(cfg: SyntheticConfig, indices: Optional[Iterable[int]] = None,
-                     workers: int = 1) -> dict[str, np.ndarray]:
+                     workers: int = 1, progress: bool = False) -> dict[str, np.ndarray]:
     """Generate many records (by default the whole dataset, ``records_per_class × 11``).
 
     Args:
         cfg: generator settings.
         indices: which records; default ``range(records_per_class * len(CLASS_NAMES))``.
             Record ``i`` is identical whichever other indices are generated with it.
-        workers: processes to use. The default 1 is fastest for the default dataset on a
-            small machine (measured: the numpy work is already vectorised and a process pool
-            costs more to start and to ship the arrays back than it saves); use more only for
-            very large datasets on many cores.
+        workers: processes to use (0 = auto, :func:`generation_workers`). Record ``i``
+            draws only from ``seed + i``, so the arrays are bitwise the same for any number.
+        progress: show a progress bar (only when stderr is a terminal).
 
     Returns:
         dict with ``signals`` float32 [N, T], ``labels`` int64 [N], ``severities`` int64 [N],
@@ -448,26 +468,40 @@ def generate_records(cfg: SyntheticConfig, indices: Optional[Iterable[int]] = No
         (44, 6400)
     """
     idx = list(range(num_records(cfg))) if indices is None else [int(i) for i in indices]
-    if workers > 1 and len(idx) > 1:
-        chunks = [idx[k::workers] for k in range(workers)]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_generate_chunk,
-                                  [(c, dataclasses.asdict(cfg)) for c in chunks]))
-        by_index = {i: rec for c, part in zip(chunks, parts) for i, rec in zip(c, part)}
-        results = [by_index[i] for i in idx]
-    else:
-        results = [generate_record(i, cfg) for i in idx]
-
     n_samples = int(round(cfg.record_duration * cfg.sampling_rate))
+    # Filled record by record: the dataset is held once, never as a list plus a stacked copy.
+    signals = np.zeros((len(idx), n_samples), np.float32)
+    infos: list[dict] = []
+    workers = generation_workers(workers, len(idx))
+    bar = tqdm(total=len(idx), desc="generating records", unit="rec", leave=False,
+               disable=not (progress and sys.stderr.isatty()))
+    with bar:
+        if workers > 1:
+            # Consecutive blocks, several per process, returned in order: the bar moves
+            # steadily and records land in their rows without sorting.
+            size = max(1, min(16, len(idx) // (workers * 4)))
+            blocks = [idx[k:k + size] for k in range(0, len(idx), size)]
+            cfg_dict = dataclasses.asdict(cfg)
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for block in pool.map(_generate_chunk, [(b, cfg_dict) for b in blocks]):
+                    for signal, info in block:
+                        signals[len(infos)] = signal
+                        infos.append(info)
+                    bar.update(len(block))
+        else:
+            for i in idx:
+                signal, info = generate_record(i, cfg)
+                signals[len(infos)] = signal
+                infos.append(info)
+                bar.update(1)
+
     out: dict[str, np.ndarray] = {
-        "signals": (np.stack([r[0] for r in results]) if results
-                    else np.zeros((0, n_samples), np.float32)),
-        "labels": np.array([r[1]["label"] for r in results], dtype=np.int64),
-        "severities": np.array([r[1]["severity"] for r in results], dtype=np.int64),
+        "signals": signals,
+        "labels": np.array([r["label"] for r in infos], dtype=np.int64),
+        "severities": np.array([r["severity"] for r in infos], dtype=np.int64),
         "indices": np.array(idx, dtype=np.int64),
         "record_ids": np.array([record_id(i) for i in idx], dtype=str),
     }
     for name in METADATA_FIELDS:
-        out[name] = np.array([r[1][name] for r in results], dtype=np.float64)
+        out[name] = np.array([r[name] for r in infos], dtype=np.float64)
     return out
-

@@ -17,13 +17,14 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data.records import FORMAT, DataError, LoadedDataset, RecordSplit
 from pfdtrain.data.splits import stratified_record_split
-from pfdtrain.data.storage import read_dataset, write_dataset
+from pfdtrain.data.storage import keep_in_memory, read_dataset, write_dataset
 from pfdtrain.data.synthetic import (CLASS_NAMES, GENERATOR_VERSION, METADATA_FIELDS,
                                      generate_records, num_records)
 from pfdtrain.utils.logging import get_logger
@@ -34,10 +35,14 @@ logger = get_logger(__name__)
 
 def synthetic_cache_key(config: TrainingConfig) -> dict:
     """Everything that determines the synthetic file's content (stored as generator_config)."""
+    synthetic = dataclasses.asdict(config.synthetic)
+    # How many processes generate the records does not change a byte of the file (records
+    # are seeded by index), so it must not change the file's name either.
+    synthetic.pop("workers")
     return {
         "format": FORMAT,
         "generator_version": GENERATOR_VERSION,
-        "synthetic": dataclasses.asdict(config.synthetic),
+        "synthetic": synthetic,
         "split": {"strategy": "record, stratified by class x severity",
                   "val_fraction": config.data.val_fraction,
                   "test_fraction": config.data.test_fraction,
@@ -56,7 +61,7 @@ def _generate_synthetic(config: TrainingConfig, path: Path) -> LoadedDataset:
     key = synthetic_cache_key(config)
     cfg = config.synthetic
     start = time.perf_counter()
-    data = generate_records(cfg)
+    data = generate_records(cfg, workers=cfg.workers, progress=True)
     parts = stratified_record_split(data["labels"], data["severities"], config.data.val_fraction,
                                     config.data.test_fraction, seed=cfg.seed)
     n_samples = data["signals"].shape[1]
@@ -80,11 +85,18 @@ def _generate_synthetic(config: TrainingConfig, path: Path) -> LoadedDataset:
                          digest, json.loads(json.dumps(key, sort_keys=True)))
 
 
-def load_synthetic_dataset(config: TrainingConfig) -> LoadedDataset:
+def load_synthetic_dataset(config: TrainingConfig, in_memory: Optional[bool] = True
+                           ) -> LoadedDataset:
     """The synthetic dataset for ``config`` read into memory, generated first if needed.
 
     Same rules as :func:`ensure_synthetic_dataset` (which returns only the path); used by
     the loaders so a freshly generated file is not read back from disk.
+
+    Args:
+        config: the run's configuration.
+        in_memory: False streams the signals from the file (``read_dataset(...,
+            in_memory=False)``); None decides by ``data.in_memory`` and
+            ``data.memory_budget_mb`` (:func:`~pfdtrain.data.storage.keep_in_memory`).
 
     Example:
         >>> data = load_synthetic_dataset(TrainingConfig())  # doctest: +SKIP
@@ -93,9 +105,15 @@ def load_synthetic_dataset(config: TrainingConfig) -> LoadedDataset:
     """
     path = synthetic_dataset_path(config)
     key = json.loads(json.dumps(synthetic_cache_key(config), sort_keys=True))
+
+    def in_memory_for(file: Path) -> bool:
+        if in_memory is not None:
+            return in_memory
+        return keep_in_memory(file, config.data.in_memory, config.data.memory_budget_mb)
+
     if path.exists():
         try:
-            data = read_dataset(path, verify_hash=True)
+            data = read_dataset(path, verify_hash=True, in_memory=in_memory_for(path))
             if data.generator_config == key:
                 logger.info("reusing synthetic dataset %s", path)
                 return data
@@ -103,7 +121,11 @@ def load_synthetic_dataset(config: TrainingConfig) -> LoadedDataset:
         except DataError as exc:
             reason = str(exc)
         logger.warning("regenerating %s: %s", path, reason)
-    return _generate_synthetic(config, path)
+    data = _generate_synthetic(config, path)
+    if in_memory_for(path):
+        return data
+    # Streamed: hand out the file, not the arrays just written (their memory goes now).
+    return read_dataset(path, verify_hash=False, in_memory=False)
 
 
 def ensure_synthetic_dataset(config: TrainingConfig) -> Path:

@@ -18,21 +18,24 @@ Example:
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from numpy.lib.stride_tricks import sliding_window_view
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
+from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.data.splits import SplitWarning, check_no_leakage, resolve_splits
-from pfdtrain.data.storage import read_dataset, verify_content_hash
+from pfdtrain.data.storage import keep_in_memory, read_dataset, verify_content_hash
 from pfdtrain.data.synthetic_cache import load_synthetic_dataset
 from pfdtrain.utils.logging import get_logger
 from pfdtrain.utils.reproducibility import seed_worker
@@ -76,6 +79,111 @@ def normalize_window(x: np.ndarray, method: str) -> np.ndarray:
     return out.astype(np.float32)
 
 
+# Batches are normalised in chunks of about this many samples: the float64 temporaries of a
+# chunk (two arrays of 2**15 doubles = 512 KiB) stay in the L2 cache between the passes.
+_CHUNK_SAMPLES = 1 << 15
+
+
+def normalize_windows(x: np.ndarray, method: str) -> torch.Tensor:
+    """Normalise a batch of windows; row ``i`` is bitwise ``normalize_window(x[i], method)``.
+
+    The per-window statistics are numpy reductions over float64 rows, which sum each row
+    exactly as :func:`normalize_window` sums the window (the same pairwise summation), so
+    batches and single windows agree to the last bit; the element-wise part (subtract,
+    divide, round to float32) runs in torch, which rounds every operation like numpy.
+
+    Args:
+        x: float32 ``[B, L]`` C-contiguous windows (a fresh copy: ``none`` returns it as is).
+        method: one of :data:`NORMALIZATIONS`.
+
+    Returns:
+        float32 ``[B, L]`` tensor.
+
+    Example:
+        >>> normalize_windows(np.ones((2, 4), np.float32), "zscore").tolist()
+        [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {method!r}; choose one of {NORMALIZATIONS}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if method == "none":
+        return torch.from_numpy(x)
+    rows, n = x.shape
+    out = torch.empty((rows, n), dtype=torch.float32)
+    step = max(1, _CHUNK_SAMPLES // max(n, 1))
+    for a in range(0, rows, step):
+        x64 = x[a:a + step].astype(np.float64)
+        if method == "zscore":
+            # np.std's own steps: mean = sum / n, deviations, their squares' sum / n, sqrt.
+            mean = np.add.reduce(x64, axis=1, keepdims=True)
+            mean /= n
+            centred = np.subtract(x64, mean)
+            np.square(centred, out=x64)
+            spread = np.add.reduce(x64, axis=1, keepdims=True)
+            spread /= n
+            np.sqrt(spread, out=spread)
+            numerator = centred
+        elif method == "minmax":
+            lo = np.minimum.reduce(x64, axis=1, keepdims=True)
+            spread = np.maximum.reduce(x64, axis=1, keepdims=True) - lo
+            numerator = np.subtract(x64, lo, out=x64)
+        else:  # rms
+            spread = np.add.reduce(np.square(x64), axis=1, keepdims=True)
+            spread /= n
+            np.sqrt(spread, out=spread)
+            numerator = x64
+        # A flat window (no spread) is divided by 1, as in normalize_window (no NaN/inf).
+        spread[spread <= 1e-12] = 1.0
+        torch.div(torch.from_numpy(numerator), torch.from_numpy(spread), out=out[a:a + step])
+    return out
+
+
+class WindowBatch(collections.abc.Sequence):
+    """What :meth:`WindowDataset.__getitems__` returns: a batch already collated.
+
+    To any collate function it is the usual list of ``(x, y[, metadata])`` samples (each a
+    view into the batch, made on demand), so a plain ``DataLoader`` still works;
+    :func:`collate_windows` instead returns :attr:`collated` as it is, without the stacking
+    copy of ``default_collate``.
+
+    Args:
+        collated: ``[x float32 [B, 1, L], y int64 [B]]`` plus ``{name: float32 [B]}`` for
+            metadata batches: exactly what ``default_collate`` makes of the samples.
+
+    Example:
+        >>> batch = train_ds.__getitems__([4, 0, 9])
+        >>> collate_windows(batch)[0].shape, len(batch)
+        (torch.Size([3, 1, 6400]), 3)
+    """
+
+    def __init__(self, collated: list) -> None:
+        self.collated = collated
+
+    def __len__(self) -> int:
+        return int(self.collated[1].shape[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        x, y, *meta = self.collated
+        item = (x[i], y[i])
+        return item if not meta else (*item, {k: v[i] for k, v in meta[0].items()})
+
+    def __iter__(self) -> Iterator[tuple]:
+        return (self[i] for i in range(len(self)))
+
+
+def collate_windows(batch: Union[WindowBatch, Sequence[Any]]) -> Any:
+    """``default_collate``, except that a :class:`WindowBatch` is returned as collated.
+
+    Example:
+        >>> DataLoader(ds, batch_size=32, collate_fn=collate_windows)
+    """
+    if isinstance(batch, WindowBatch):
+        return batch.collated
+    return default_collate(batch)
+
+
 class WindowDataset(Dataset):
     """Fixed-length windows cut inside records (never across two records).
 
@@ -83,7 +191,8 @@ class WindowDataset(Dataset):
     starting at ``0, stride, 2·stride, ...``; samples after the last full window are unused.
 
     Args:
-        signals: float32 1-D array, all records concatenated (kept, not copied).
+        signals: float32 1-D array, all records concatenated (kept, not copied), or a
+            :class:`~pfdtrain.data.signal_store.LazySignals` (windows read from the file).
         record_offsets: int64 [N+1] record boundaries in ``signals``.
         labels: int64 [N] class of each record.
         window_length: samples per window.
@@ -101,6 +210,10 @@ class WindowDataset(Dataset):
         window_record: int64 [num_windows] index of the record each window comes from.
         window_starts: int64 [num_windows] start sample of each window in ``signals``.
         num_windows: number of windows.
+
+    A DataLoader fetches a batch with :meth:`__getitems__`: the batch's window starts become
+    one indexed read of the signal array and the batch is normalised at once
+    (:func:`normalize_windows`); the values are bitwise those of ``ds[i]`` window by window.
 
     Raises:
         ValueError: a record is shorter than one window (names the record and both lengths).
@@ -123,7 +236,8 @@ class WindowDataset(Dataset):
         if window_length < 1 or window_stride < 1:
             raise ValueError(f"window_length ({window_length}) and window_stride "
                              f"({window_stride}) must be >= 1")
-        self.signals = np.ascontiguousarray(signals, dtype=np.float32)
+        self.signals = (signals if isinstance(signals, LazySignals)
+                        else np.ascontiguousarray(signals, dtype=np.float32))
         self.record_offsets = np.asarray(record_offsets, dtype=np.int64)
         self.record_labels = np.asarray(labels, dtype=np.int64)
         n = self.record_labels.shape[0]
@@ -153,6 +267,12 @@ class WindowDataset(Dataset):
                          if metadata is not None else None)
         self.snr_db = snr_db
         self.noise_seed = int(noise_seed)
+        self._sliding: Optional[np.ndarray] = None
+
+    def __getstate__(self) -> dict:
+        # The sliding view is rebuilt on first use: pickled (spawned workers) it would be
+        # written out as a window_length-times larger array.
+        return {**self.__dict__, "_sliding": None}
 
     def with_noise(self, snr_db: Optional[float], noise_seed: int = 0) -> "WindowDataset":
         """The same windows (arrays shared, not copied) with white noise at ``snr_db``.
@@ -185,12 +305,12 @@ class WindowDataset(Dataset):
         if not 0 <= index < self.num_windows:
             raise IndexError(f"window {index} out of range 0..{self.num_windows - 1}")
         start = int(self.window_starts[index])
-        view = self.signals[start:start + self.window_length]  # a view: no dataset copy
+        if isinstance(self.signals, LazySignals):
+            view = self.signals.read_windows(np.array([start]), self.window_length)[0]
+        else:
+            view = self.signals[start:start + self.window_length]  # a view: no dataset copy
         if self.snr_db is not None:
-            rng = np.random.default_rng([self.noise_seed, index])
-            # Power of the vibration (variance): a DC offset carries no fault information.
-            noise_rms = np.sqrt(np.var(view, dtype=np.float64) / 10 ** (self.snr_db / 10))
-            view = view + rng.normal(0.0, noise_rms, view.shape).astype(np.float32)
+            view = view + self._noise(view, index)
         x = normalize_window(view, self.normalization)  # one window-sized copy
         item = (torch.from_numpy(x).unsqueeze(0),
                 torch.tensor(int(self.labels[index]), dtype=torch.int64))
@@ -198,6 +318,71 @@ class WindowDataset(Dataset):
             return item
         record = int(self.window_record[index])
         return (*item, {k: torch.tensor(v[record]) for k, v in self.metadata.items()})
+
+    def __getitems__(self, indices: Sequence[int]) -> WindowBatch:
+        """The windows ``indices`` as one batch (what a DataLoader asks for).
+
+        Same windows, values and order as ``[self[i] for i in indices]`` collated, but read
+        from the signal array in one indexed step and normalised together.
+
+        Example:
+            >>> x, y = collate_windows(ds.__getitems__([3, 1]))
+            >>> torch.equal(x[0], ds[3][0])
+            True
+        """
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        index = np.where(index < 0, index + self.num_windows, index)
+        bad = (index < 0) | (index >= self.num_windows)
+        if bad.any():
+            raise IndexError(f"window {int(np.asarray(indices).reshape(-1)[np.argmax(bad)])} out "
+                             f"of range 0..{self.num_windows - 1}")
+        x = self._read_windows(self.window_starts[index])
+        if self.snr_db is not None:
+            for row, i in enumerate(index):  # noise is seeded per window: one draw per row
+                x[row] += self._noise(x[row], int(i))
+        collated = [normalize_windows(x, self.normalization).unsqueeze(1),
+                    torch.from_numpy(self.labels[index])]
+        if self.metadata is not None:
+            record = self.window_record[index]
+            collated.append({k: torch.from_numpy(v[record]) for k, v in self.metadata.items()})
+        return WindowBatch(collated)
+
+    def _read_windows(self, starts: np.ndarray) -> np.ndarray:
+        """float32 ``[B, window_length]``: the windows at ``starts``, a fresh array."""
+        if isinstance(self.signals, LazySignals):  # streamed: offset-sorted file reads
+            return self.signals.read_windows(starts, self.window_length)
+        if self._sliding is None:  # a view (no copy): row s is signals[s:s + window_length]
+            self._sliding = sliding_window_view(self.signals, self.window_length)
+        return self._sliding[starts]
+
+    def _noise(self, window: np.ndarray, index: int) -> np.ndarray:
+        """The white noise window ``index`` gets (at ``snr_db`` of the raw window's power)."""
+        rng = np.random.default_rng([self.noise_seed, index])
+        # Power of the vibration (variance): a DC offset carries no fault information.
+        noise_rms = np.sqrt(np.var(window, dtype=np.float64) / 10 ** (self.snr_db / 10))
+        return rng.normal(0.0, noise_rms, window.shape).astype(np.float32)
+
+
+class PerWindowDataset(Dataset):
+    """A :class:`WindowDataset` seen window by window (no ``__getitems__``): the DataLoader
+    then calls ``ds[i]`` per window and ``default_collate`` stacks them, the path every
+    loader took before batches were read at once. The reference for tests and benchmarks.
+
+    Args:
+        dataset: the windows.
+
+    Example:
+        >>> reference = DataLoader(PerWindowDataset(ds), batch_size=32)
+    """
+
+    def __init__(self, dataset: WindowDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.dataset[index]
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,9 +473,10 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
     """
     dc = config.data
     if dc.source == "synthetic":
-        data = load_synthetic_dataset(config)
+        data = load_synthetic_dataset(config, in_memory=None)  # None: by data.in_memory
     else:
-        data = read_dataset(dc.source, verify_hash=False)
+        data = read_dataset(dc.source, verify_hash=False, in_memory=keep_in_memory(
+            dc.source, dc.in_memory, dc.memory_budget_mb))
     # Leakage first (the more specific problem), then integrity; every time, so training
     # refuses to start on a leaking file whatever produced it.
     check_no_leakage(data)
@@ -319,13 +505,26 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
         raise DataError(f"{data.path} has no training records; lower data.val_fraction/"
                         f"data.test_fraction or add records.")
     _check_window_length(data, splits, config)
+    streamed = [s.signals for s in (*data.splits.values(), *splits.values())
+                if isinstance(s.signals, LazySignals)]
+    if streamed:
+        logger.info("data %s: streamed from the file (%.0f MiB of signals; data.in_memory=%s, "
+                    "memory_budget_mb=%d)", data.path,
+                    sum(s.signals.nbytes for s in data.splits.values()) / 2 ** 20,
+                    dc.in_memory, dc.memory_budget_mb)
+        for signals in streamed:
+            # The checks above read the file in this process; the handles are closed so
+            # forked loader workers start without one (each opens its own on first read).
+            signals.close()
 
     def dataset(name: str) -> WindowDataset:
         return WindowDataset.from_split(splits[name], dc.window_length, dc.window_stride,
                                         dc.normalization, with_metadata=with_metadata)
 
     pin = torch.cuda.is_available()
+    # collate_windows: the dataset hands over whole batches (__getitems__), not samples.
     common: dict[str, Any] = dict(batch_size=dc.batch_size, num_workers=dc.num_workers,
+                                  collate_fn=collate_windows,
                                   worker_init_fn=seed_worker, pin_memory=pin,
                                   persistent_workers=dc.num_workers > 0, drop_last=False)
     train_ds = dataset("train")
