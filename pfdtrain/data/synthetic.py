@@ -87,6 +87,11 @@ def num_records(cfg: SyntheticConfig) -> int:
     return cfg.records_per_class * len(CLASS_NAMES)
 
 
+def class_names(cfg: SyntheticConfig) -> tuple[str, ...]:
+    """The class names of this kind's datasets (fixed: :data:`CLASS_NAMES`)."""
+    return CLASS_NAMES
+
+
 def record_assignment(index: int) -> tuple[int, int]:
     """(class, severity) of record ``index``: the balanced grid over classes then severities.
 
@@ -376,14 +381,15 @@ def generate_record(index: int, cfg: SyntheticConfig,
     if not 0 <= label < len(CLASS_NAMES) or not 0 <= severity < len(SEVERITY_NAMES):
         raise ValueError(f"label {label} / severity {severity} out of range")
 
-    if cfg.sampling_rate < MIN_SAMPLING_RATE:
+    rate = cfg.effective_sampling_rate  # null = this kind's default, 6400 Hz
+    if rate < MIN_SAMPLING_RATE:
         # Shown once per process (default warnings filter), not once per record.
-        warnings.warn(f"sampling_rate {cfg.sampling_rate} Hz is below {MIN_SAMPLING_RATE} Hz: "
+        warnings.warn(f"sampling_rate {rate} Hz is below {MIN_SAMPLING_RATE} Hz: "
                       f"the 1.5-2.5 kHz cavitation bursts alias to lower frequencies",
                       stacklevel=2)
     rng = np.random.default_rng(cfg.seed + index)
-    fs = float(cfg.sampling_rate)
-    n = int(round(cfg.record_duration * cfg.sampling_rate))
+    fs = float(rate)
+    n = int(round(cfg.record_duration * rate))
     t = np.arange(n) / fs
 
     # Operating point: always drawn (then possibly overridden) so later draws never shift.
@@ -417,9 +423,9 @@ def generate_record(index: int, cfg: SyntheticConfig,
     return signal.astype(np.float32), info
 
 
-def _generate_chunk(args: tuple[Sequence[int], dict]) -> list[tuple[np.ndarray, dict]]:
-    indices, cfg_dict = args
-    cfg = SyntheticConfig(**cfg_dict)
+def _generate_chunk(args: tuple[Sequence[int], SyntheticConfig]
+                    ) -> list[tuple[np.ndarray, dict]]:
+    indices, cfg = args
     return [generate_record(i, cfg) for i in indices]
 
 
@@ -452,22 +458,34 @@ def generate_records(cfg: SyntheticConfig, indices: Optional[Iterable[int]] = No
         chunks = [idx[k::workers] for k in range(workers)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
             parts = list(pool.map(_generate_chunk,
-                                  [(c, dataclasses.asdict(cfg)) for c in chunks]))
+                                  [(c, cfg) for c in chunks]))
         by_index = {i: rec for c, part in zip(chunks, parts) for i, rec in zip(c, part)}
         results = [by_index[i] for i in idx]
     else:
         results = [generate_record(i, cfg) for i in idx]
 
-    n_samples = int(round(cfg.record_duration * cfg.sampling_rate))
+    return stack_records(results, idx, [record_id(i) for i in idx], METADATA_FIELDS,
+                         int(round(cfg.record_duration * cfg.effective_sampling_rate)))
+
+
+def stack_records(results: Sequence[tuple[np.ndarray, dict]], indices: Sequence[int],
+                  record_ids: Sequence[str], metadata_fields: Sequence[str],
+                  n_samples: int) -> dict[str, np.ndarray]:
+    """The arrays of :func:`generate_records` from ``(signal, info)`` pairs (every kind).
+
+    Example:
+        >>> stack_records([], [], [], ("load",), 6400)["signals"].shape
+        (0, 6400)
+    """
     out: dict[str, np.ndarray] = {
-        "signals": (np.stack([r[0] for r in results]) if results
+        "signals": (np.stack([r[0] for r in results]) if len(results)
                     else np.zeros((0, n_samples), np.float32)),
         "labels": np.array([r[1]["label"] for r in results], dtype=np.int64),
         "severities": np.array([r[1]["severity"] for r in results], dtype=np.int64),
-        "indices": np.array(idx, dtype=np.int64),
-        "record_ids": np.array([record_id(i) for i in idx], dtype=str),
+        "indices": np.array(indices, dtype=np.int64),
+        "record_ids": np.array(record_ids, dtype=str),
     }
-    for name in METADATA_FIELDS:
+    for name in metadata_fields:
         out[name] = np.array([r[1][name] for r in results], dtype=np.float64)
     return out
 
