@@ -203,3 +203,9 @@ def test_train_end_to_end_and_group_split_by_load(tmp_path) -> None:
     assert metrics["class_names"] == ["normal", "inner_race", "outer_race", "ball"]
     assert metrics["split"]["test_groups"] == [1.0]
     assert list(tmp_path.glob("data/synthetic-rolling-*.h5"))
+    # Per condition: the held-out load only, both speed bands.
+    run_cli("evaluate", str(run / "checkpoints" / "best_model.pth"), "--by", "load",
+            "speed_band", "--snr", cwd=tmp_path)
+    groups = json.loads((run / "metrics.json").read_text())["by_group"]
+    assert [row["value"] for row in groups["load"]] == [1.0]
+    assert [row["value"] for row in groups["speed_band"]] == [0.0, 1.0]

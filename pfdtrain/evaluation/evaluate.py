@@ -2,7 +2,11 @@
 
 ``pfdtrain evaluate runs/<name>/checkpoints/best_model.pth`` rebuilds the data the model was
 trained on (from the config stored in the checkpoint), runs the model on one split and writes
-``metrics.json``, ``report.md`` and ``confusion_matrix.png`` into the run folder.
+``metrics.json``, ``report.md`` and ``confusion_matrix.png`` into the run folder. ``--by KEY``
+adds accuracy per value of a metadata key (:mod:`pfdtrain.evaluation.groups`), ``--split all
+--data other.h5`` scores every recording of another file (the transfer test), and
+``--adapt-bn`` adds the figures after AdaBN test-time adaptation
+(:mod:`pfdtrain.evaluation.adaptation`), reported apart from the source-only ones.
 
 Conventions: accuracies are percentages (0-100, as everywhere in pfdtrain); F1, precision,
 recall, probabilities, confidences and the expected calibration error are fractions (0-1).
