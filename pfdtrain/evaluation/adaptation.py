@@ -28,7 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pfdtrain.evaluation.evaluate import EvaluationError, forward_batch, model_takes_metadata
+from pfdtrain.errors import EvaluationError
+from pfdtrain.evaluation.batches import forward_batch, model_takes_metadata
 
 #: Seed of the order in which the target windows are forwarded (fixed: reproducible).
 ADAPTATION_SEED = 0

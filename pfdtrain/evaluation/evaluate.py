@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import time
@@ -37,7 +36,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pfdtrain import __version__
-from pfdtrain.errors import PfdtrainError
+# Re-exported here, where callers have always found them.
+from pfdtrain.errors import EvaluationError
+from pfdtrain.evaluation.batches import forward_batch, model_takes_metadata
 
 PathLike = Union[str, Path]
 
@@ -50,10 +51,6 @@ DEFAULT_SNRS: tuple[float, ...] = (20.0, 10.0, 5.0)
 #: ``--split all``: every recording of another dataset file (the transfer test).
 ALL_RECORDS = "all"
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", ALL_RECORDS)
-
-
-class EvaluationError(PfdtrainError):
-    """A model cannot be evaluated or applied on this data; the message says why and the fix."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,33 +151,6 @@ def soft_vote(probabilities: np.ndarray, window_record: np.ndarray,
 # --------------------------------------------------------------------------------------------
 # Model and data
 # --------------------------------------------------------------------------------------------
-
-def model_takes_metadata(model: nn.Module) -> bool:
-    """True for physics-informed models whose ``forward`` accepts operating conditions."""
-    return "metadata" in inspect.signature(model.forward).parameters
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
-
-
-def forward_batch(model: nn.Module, batch: Sequence[Any], device: torch.device,
-                  takes_metadata: bool) -> torch.Tensor:
-    """Logits of one DataLoader batch ``(x, ...)``: the inputs, plus the operating metadata
-    (third element) for a model that takes it. Labels (second element) are never used.
-
-    Example:
-        >>> logits = forward_batch(model, next(iter(loader)), torch.device("cpu"), False)
-    """
-    inputs = batch[0].to(device, non_blocking=True)
-    if takes_metadata and len(batch) > 2:
-        return model(inputs, _to_device(batch[2], device))
-    return model(inputs)
-
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dataset: Any, batch_size: int, num_workers: int = 0

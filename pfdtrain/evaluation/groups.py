@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pfdtrain.evaluation.evaluate import EvaluationError
+from pfdtrain.errors import EvaluationError
 from pfdtrain.utils.naming import did_you_mean
 
 UNKNOWN = "unknown"  # the group of recordings whose value is missing (NaN / empty text)
