@@ -88,7 +88,7 @@ def bench_generator(config: TrainingConfig, records: int) -> dict:
     return {"records": records, "seconds": round(elapsed, 3),
             "records_per_s": round(records / elapsed, 1),
             "record_duration_s": config.synthetic.record_duration,
-            "sampling_rate": config.synthetic.sampling_rate}
+            "sampling_rate": config.synthetic.effective_sampling_rate}
 
 
 def bench_default_run() -> dict:

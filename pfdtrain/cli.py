@@ -3,8 +3,10 @@
     pfdtrain train [--config my.yaml] [--set optimizer.lr=3e-4 ...]
     pfdtrain resume runs/<name> [--epochs N]
     pfdtrain inspect runs/<name>/checkpoints/best_model.pth
-    pfdtrain evaluate runs/<name>/checkpoints/best_model.pth [--data file.h5] [--split test]
+    pfdtrain evaluate runs/<name>/checkpoints/best_model.pth [--data file.h5] [--split test|all]
+                     [--by load ...] [--adapt-bn]
     pfdtrain predict runs/<name>/checkpoints/best_model.pth recording.mat [--variable X]
+                     [--adapt-bn]
     pfdtrain data import --manifest recordings.csv --out data/mine.h5
     pfdtrain config                      # the full default config, commented
 """

@@ -15,6 +15,10 @@ class TrainingError(PfdtrainError, RuntimeError):
     """The run cannot go on as configured; the message says why and what to change."""
 
 
+class EvaluationError(PfdtrainError):
+    """A model cannot be evaluated or applied on this data; the message says why and the fix."""
+
+
 class OutputError(PfdtrainError):
     """A file could not be written (disk full, read-only, no permission, a folder in the way).
 

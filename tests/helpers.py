@@ -56,3 +56,30 @@ def run_cli(*args, cwd, expect=0, **popen_kwargs):
                           capture_output=True, text=True, **popen_kwargs)
     assert proc.returncode == expect, proc.stderr[-4000:]
     return proc
+
+
+# A tiny evaluation run: 3 epochs of a 4-channel CNN1D on short synthetic records (enough for
+# non-trivial predictions), shared by the evaluation and adaptation tests.
+TINY_EVAL_CONFIG = {
+    "num_epochs": 3,
+    "log_interval": 2,
+    "device": "cpu",
+    "data": {"window_length": 1024, "window_stride": 512, "batch_size": 16,
+             "val_fraction": 0.34, "test_fraction": 0.34},
+    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
+    "model": {"name": "cnn1d", "params": {"base_channels": 4}},
+    "optimizer": {"lr": 0.01},
+    "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5},
+    "callbacks": {"early_stopping": {"patience": 5}},
+}
+
+
+def train_tiny_run(root):
+    """Train ``TINY_EVAL_CONFIG`` under ``root``: ``(run_dir, best checkpoint, data file)``."""
+    from pfdtrain.config.training_config import TrainingConfig
+    from pfdtrain.pipeline import run_training
+
+    cfg = {**TINY_EVAL_CONFIG, "name": "tiny", "output_dir": str(root / "runs"),
+           "data": {**TINY_EVAL_CONFIG["data"], "cache_dir": str(root / "data")}}
+    result = run_training(TrainingConfig.from_dict(cfg), progress_bar=False)
+    return result.run_dir, result.run_dir / "checkpoints" / "best_model.pth", result.data.path

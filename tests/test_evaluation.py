@@ -22,35 +22,19 @@ from pfdtrain.evaluation.loading import load_model_for_evaluation
 from pfdtrain.evaluation.plots import plot_confusion_matrix, plot_history
 from pfdtrain.evaluation.predict import add_predict_parser, predict_recording
 from pfdtrain.errors import PfdtrainError
+from tests.helpers import TINY_EVAL_CONFIG, train_tiny_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RATE = 6400.0
-WINDOW = 1024
+WINDOW = TINY_EVAL_CONFIG["data"]["window_length"]
 
-TINY = {
-    "num_epochs": 3,
-    "log_interval": 2,
-    "device": "cpu",
-    "data": {"window_length": WINDOW, "window_stride": 512, "batch_size": 16,
-             "val_fraction": 0.34, "test_fraction": 0.34},
-    "synthetic": {"record_duration": 0.5, "records_per_class": 12},
-    "model": {"name": "cnn1d", "params": {"base_channels": 4}},
-    "optimizer": {"lr": 0.01},
-    "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5},
-    "callbacks": {"early_stopping": {"patience": 5}},
-}
+TINY = TINY_EVAL_CONFIG
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A finished tiny run: ``(run_dir, checkpoint, dataset file)``."""
-    from pfdtrain.pipeline import run_training
-
-    root = tmp_path_factory.mktemp("evalrun")
-    cfg = {**TINY, "name": "tiny", "output_dir": str(root / "runs"),
-           "data": {**TINY["data"], "cache_dir": str(root / "data")}}
-    result = run_training(TrainingConfig.from_dict(cfg), progress_bar=False)
-    return result.run_dir, result.run_dir / "checkpoints" / "best_model.pth", result.data.path
+    return train_tiny_run(tmp_path_factory.mktemp("evalrun"))
 
 
 @pytest.fixture(scope="module")

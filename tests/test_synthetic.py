@@ -94,7 +94,7 @@ def test_process_pool_gives_the_same_records() -> None:
 def test_shapes_labels_and_metadata() -> None:
     data = generate_records(TINY)
     n = TINY.records_per_class * len(CLASS_NAMES)
-    assert data["signals"].shape == (n, round(TINY.record_duration * TINY.sampling_rate))
+    assert data["signals"].shape == (n, round(TINY.record_duration * TINY.effective_sampling_rate))
     assert data["signals"].dtype == np.float32
     idx = np.arange(n)
     np.testing.assert_array_equal(data["labels"], idx % len(CLASS_NAMES))

@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from pfdtrain.data.synthetic_kinds import SYNTHETIC_KINDS
 from pfdtrain.errors import PfdtrainError
 # The name registries: config choices (and so the README table) are derived from them.
 from pfdtrain.models import MODEL_REGISTRY
@@ -91,22 +92,168 @@ class DataConfig:
                                  "memory; larger ones are streamed", min=1)
 
 
+def _number_list(value: Any, where: str, length: Optional[int] = None) -> list[float]:
+    """``value`` as a list of finite numbers (``length`` of them when given), else ConfigError."""
+    ok = isinstance(value, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in value)
+    if not ok or (length is not None and len(value) != length) or not value:
+        shape = f"a list of {length} numbers" if length else "a non-empty list of numbers"
+        raise ConfigError(f"{where} = {value!r} must be {shape}")
+    return [float(v) for v in value]
+
+
+def _range(value: Any, where: str, example: str) -> tuple[float, float]:
+    """A ``[min, max]`` setting; an inverted (empty) range is a ConfigError with the fix."""
+    lo, hi = _number_list(value, where, 2)
+    if lo > hi:
+        raise ConfigError(f"{where} = {value!r} is an empty range (min {lo:g} > max {hi:g}); "
+                          f"give [min, max] with min <= max, e.g. {example}")
+    return lo, hi
+
+
+@dataclass
+class RollingElementConfig:
+    """Rolling-element bearing simulator (``synthetic.kind: rolling_element``; docs/data.md).
+
+    Defaults: the SKF 6205 deep-groove ball bearing of the CWRU test rig.
+
+    Example:
+        >>> cfg = RollingElementConfig(speed_rpm=[1700.0, 1800.0], speed_bands=1)
+        >>> cfg.ball_diameter_mm / cfg.pitch_diameter_mm
+        0.20338114754098363
+    """
+
+    num_balls: int = _opt(9, "number of rolling elements Z", min=3)
+    ball_diameter_mm: float = _opt(7.94, "ball diameter d, mm", min=0.0)
+    pitch_diameter_mm: float = _opt(39.04, "pitch diameter D, mm (must exceed d)", min=0.0)
+    contact_angle_deg: float = _opt(0.0, "contact angle alpha, degrees", min=0.0, max=60.0)
+    speed_rpm: list = _opt([1200.0, 3000.0], "shaft speed range [min, max], rpm")
+    speed_bands: int = _opt(2, "the speed range cut into this many equal bands; each record "
+                            "draws its speed inside its band (metadata speed_band, 0 = slowest)",
+                            min=1)
+    load_levels: list = _opt([0.25, 0.5, 0.75, 1.0], "radial load levels, fraction of the rated "
+                             "load (metadata load): impact amplitude and load-zone width")
+    fault_sizes_mm: list = _opt([0.18, 0.36, 0.53], "fault (spall) sizes in mm, one severity "
+                                "each (CWRU: 0.007, 0.014, 0.021 in)")
+    combined_faults: bool = _opt(False, "add classes with two faults: inner_outer, inner_ball, "
+                                 "outer_ball")
+    outer_race_position_deg: float = _opt(0.0, "outer-race defect angle from the load-zone "
+                                          "centre (0 = 6 o'clock under a downward load)",
+                                          min=-180.0, max=180.0)
+    slip: list = _opt([0.01, 0.02], "random slip: std of each impact interval as a fraction, "
+                      "drawn per record from [min, max]")
+    resonances_hz: list = _opt([3000.0, 4000.0], "structural resonances each impact excites, Hz "
+                               "(per record +-5 %)")
+    damping: list = _opt([0.02, 0.05], "damping ratio range [min, max] of the resonances")
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse impossible settings with a ConfigError naming the key and the fix.
+
+        Raises:
+            ConfigError: d >= D, balls that do not fit on the pitch circle, an empty or
+                non-positive speed range, a single speed cut into several bands, fault sizes
+                or load levels that are not positive, slip or damping out of range.
+        """
+        w = "synthetic.rolling_element"
+        d, pitch = float(self.ball_diameter_mm), float(self.pitch_diameter_mm)
+        if d <= 0 or d >= pitch:
+            raise ConfigError(f"{w}.ball_diameter_mm = {d:g} must be > 0 and smaller than "
+                              f"{w}.pitch_diameter_mm = {pitch:g}: the ball centres lie on the "
+                              f"pitch circle (SKF 6205: 7.94 and 39.04 mm)")
+        if self.num_balls * d >= math.pi * pitch:
+            raise ConfigError(f"{w}: {self.num_balls} balls of {d:g} mm do not fit on a "
+                              f"{pitch:g} mm pitch circle (Z d >= pi D); lower num_balls or "
+                              f"ball_diameter_mm")
+        lo, hi = _range(self.speed_rpm, f"{w}.speed_rpm", "[1200, 3000]")
+        if lo <= 0:
+            raise ConfigError(f"{w}.speed_rpm = {self.speed_rpm!r}: speeds must be > 0 rpm, "
+                              f"e.g. [1200, 3000]")
+        if lo == hi and self.speed_bands > 1:
+            raise ConfigError(f"{w}.speed_rpm = {self.speed_rpm!r} is a single speed, which "
+                              f"cannot be cut into {self.speed_bands} speed_bands; set "
+                              f"{w}.speed_bands=1 or widen the range")
+        sizes = _number_list(self.fault_sizes_mm, f"{w}.fault_sizes_mm")
+        if min(sizes) <= 0:
+            raise ConfigError(f"{w}.fault_sizes_mm = {self.fault_sizes_mm!r}: fault sizes must "
+                              f"be > 0 mm (the class normal is the fault-free case), e.g. "
+                              f"[0.18, 0.36, 0.53]")
+        loads = _number_list(self.load_levels, f"{w}.load_levels")
+        if min(loads) < 0:
+            raise ConfigError(f"{w}.load_levels = {self.load_levels!r}: loads are fractions "
+                              f"of the rated load, >= 0, e.g. [0.25, 0.5, 0.75, 1.0]")
+        s_lo, s_hi = _range(self.slip, f"{w}.slip", "[0.01, 0.02]")
+        if s_lo < 0 or s_hi > 0.1:
+            raise ConfigError(f"{w}.slip = {self.slip!r} must lie in [0, 0.1] (1-2 % is "
+                              f"typical), e.g. [0.01, 0.02]")
+        z_lo, z_hi = _range(self.damping, f"{w}.damping", "[0.02, 0.05]")
+        if z_lo <= 0 or z_hi >= 0.5:
+            raise ConfigError(f"{w}.damping = {self.damping!r}: damping ratios must lie in "
+                              f"(0, 0.5) for ringing resonances, e.g. [0.02, 0.05]")
+        if min(_number_list(self.resonances_hz, f"{w}.resonances_hz")) <= 0:
+            raise ConfigError(f"{w}.resonances_hz = {self.resonances_hz!r} must be > 0 Hz")
+
+
 @dataclass
 class SyntheticConfig:
-    """The physics-based journal-bearing generator (used when ``data.source`` is 'synthetic')."""
+    """The built-in physics-based generators (used when ``data.source`` is 'synthetic').
 
-    sampling_rate: int = _opt(6400, "samples per second; Nyquist 3.2 kHz keeps the 1.5-2.5 kHz "
-                              "cavitation bursts", min=1000)
+    ``kind`` picks the family (:data:`~pfdtrain.data.synthetic_kinds.SYNTHETIC_KINDS`); the
+    other top-level keys apply to every kind.
+    """
+
+    kind: str = _opt(next(iter(SYNTHETIC_KINDS)), "data family: " + "; ".join(
+        f"{name} ({k.what})" for name, k in SYNTHETIC_KINDS.items()),
+        choices=list(SYNTHETIC_KINDS))
+    sampling_rate: Optional[int] = _opt(None, "samples per second; null = the kind's default ("
+                                        + ", ".join(f"{k.sampling_rate} Hz {name}" for name, k
+                                                    in SYNTHETIC_KINDS.items()) + ")", min=1000)
     record_duration: float = _opt(3.0, "seconds per record", min=0.1)
-    records_per_class: int = _opt(96, "records per class, spread evenly over the 4 severity levels "
-                                  "(96 x 11 classes = 1056 records)", min=4)
-    seed: int = _opt(2026, "generator seed (record i draws from seed + i) and split seed", min=0)
+    records_per_class: int = _opt(96, "records per class, spread evenly over the severity levels "
+                                  "(journal: 96 x 11 classes = 1056 records)", min=4)
+    seed: int = _opt(2026, "generator seed and split seed (journal: record i draws from seed + "
+                   "i; rolling_element: from the seed sequence [seed, i])", min=0)
     noise_level: float = _opt(1.0, "scale of the measurement/environment noise layers (1.0 = "
-                              "realistic, 0 = none; the bearing's own fluid-film noise stays)",
+                              "realistic, 0 = none; the machine's own noise, e.g. the journal's fluid film, "
+                              "stays)",
                               min=0.0)
     workers: int = _opt(0, "processes generating the records (0 = one per CPU core, at most 8 "
                         "and at most one per 64 records); the file is the same whatever the "
                         "number", min=0)
+    rolling_element: RollingElementConfig = _section(
+        RollingElementConfig, "rolling-element bearing simulator (kind: rolling_element)")
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse a sampling rate whose Nyquist band cannot hold the chosen kind's signal.
+
+        Raises:
+            ConfigError: rolling_element resonances above 90 % of the Nyquist frequency.
+        """
+        if self.kind == "rolling_element":
+            self.rolling_element.check()
+            nyquist = self.effective_sampling_rate / 2
+            top = max(_number_list(self.rolling_element.resonances_hz,
+                                   "synthetic.rolling_element.resonances_hz")) * 1.05
+            if top > 0.9 * nyquist:
+                raise ConfigError(
+                    f"synthetic.sampling_rate = {self.effective_sampling_rate} Hz is too low for "
+                    f"resonances up to {top:g} Hz (+5 % spread): they must stay below 90 % of "
+                    f"the Nyquist frequency ({0.9 * nyquist:g} Hz). Set synthetic.sampling_rate "
+                    f">= {math.ceil(top / 0.45)} (e.g. null for 12000) or lower "
+                    f"synthetic.rolling_element.resonances_hz")
+
+    @property
+    def effective_sampling_rate(self) -> int:
+        """``sampling_rate``, or the kind's default rate when it is null."""
+        if self.sampling_rate is not None:
+            return int(self.sampling_rate)
+        return SYNTHETIC_KINDS[self.kind].sampling_rate
 
 
 @dataclass

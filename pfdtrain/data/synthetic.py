@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import sys
 import warnings
@@ -88,6 +89,11 @@ MIN_SAMPLING_RATE = 5000         # Nyquist must stay above the 2.5 kHz cavitatio
 def num_records(cfg: SyntheticConfig) -> int:
     """Number of records of the dataset described by ``cfg`` (``records_per_class × classes``)."""
     return cfg.records_per_class * len(CLASS_NAMES)
+
+
+def class_names(cfg: SyntheticConfig) -> tuple[str, ...]:
+    """The class names of this kind's datasets (fixed: :data:`CLASS_NAMES`)."""
+    return CLASS_NAMES
 
 
 def record_assignment(index: int) -> tuple[int, int]:
@@ -379,14 +385,15 @@ def generate_record(index: int, cfg: SyntheticConfig,
     if not 0 <= label < len(CLASS_NAMES) or not 0 <= severity < len(SEVERITY_NAMES):
         raise ValueError(f"label {label} / severity {severity} out of range")
 
-    if cfg.sampling_rate < MIN_SAMPLING_RATE:
+    rate = cfg.effective_sampling_rate  # null = this kind's default, 6400 Hz
+    if rate < MIN_SAMPLING_RATE:
         # Shown once per process (default warnings filter), not once per record.
-        warnings.warn(f"sampling_rate {cfg.sampling_rate} Hz is below {MIN_SAMPLING_RATE} Hz: "
+        warnings.warn(f"sampling_rate {rate} Hz is below {MIN_SAMPLING_RATE} Hz: "
                       f"the 1.5-2.5 kHz cavitation bursts alias to lower frequencies",
                       stacklevel=2)
     rng = np.random.default_rng(cfg.seed + index)
-    fs = float(cfg.sampling_rate)
-    n = int(round(cfg.record_duration * cfg.sampling_rate))
+    fs = float(rate)
+    n = int(round(cfg.record_duration * rate))
     t = np.arange(n) / fs
 
     # Operating point: always drawn (then possibly overridden) so later draws never shift.
@@ -420,10 +427,13 @@ def generate_record(index: int, cfg: SyntheticConfig,
     return signal.astype(np.float32), info
 
 
-def _generate_chunk(args: tuple[Sequence[int], dict]) -> list[tuple[np.ndarray, dict]]:
-    indices, cfg_dict = args
-    cfg = SyntheticConfig(**cfg_dict)
-    return [generate_record(i, cfg) for i in indices]
+def _generate_chunk(args: tuple[str, Sequence[int], SyntheticConfig]
+                    ) -> list[tuple[np.ndarray, dict]]:
+    """Records of one block, in a worker process (the generator module named by import path,
+    so that every kind's ``generate_record`` can run there)."""
+    module, indices, cfg = args
+    generate_record_of_kind = importlib.import_module(module).generate_record
+    return [generate_record_of_kind(i, cfg) for i in indices]
 
 
 # A process pool pays for itself from about this many records per process (pool start-up
@@ -468,7 +478,34 @@ def generate_records(cfg: SyntheticConfig, indices: Optional[Iterable[int]] = No
         (44, 6400)
     """
     idx = list(range(num_records(cfg))) if indices is None else [int(i) for i in indices]
-    n_samples = int(round(cfg.record_duration * cfg.sampling_rate))
+    return collect_records(__name__, cfg, idx, [record_id(i) for i in idx], METADATA_FIELDS,
+                           workers=workers, progress=progress)
+
+
+def collect_records(module: str, cfg: SyntheticConfig, indices: Sequence[int],
+                    record_ids: Sequence[str], metadata_fields: Sequence[str], *,
+                    workers: int = 1, progress: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of ``generate_records`` for every synthetic kind: ``module.generate_record``
+    run on ``indices``, across ``workers`` processes, with a progress bar on a terminal.
+
+    Records are seeded by index, so the arrays do not depend on ``workers``.
+
+    Args:
+        module: import path of the kind's generator (it has ``generate_record(i, cfg)``).
+        cfg: generator settings.
+        indices: which records, in the order of the returned rows.
+        record_ids: the id of each of them.
+        metadata_fields: the operating variables each record's info carries.
+        workers: processes (see :func:`generation_workers`; 0 = auto).
+        progress: show a tqdm bar when stderr is a terminal.
+
+    Example:
+        >>> collect_records("pfdtrain.data.synthetic", SyntheticConfig(), [0, 1],
+        ...                 ["syn-000000", "syn-000001"], ("load",))["signals"].shape
+        (2, 19200)
+    """
+    idx = list(indices)
+    n_samples = int(round(cfg.record_duration * cfg.effective_sampling_rate))
     # Filled record by record: the dataset is held once, never as a list plus a stacked copy.
     signals = np.zeros((len(idx), n_samples), np.float32)
     infos: list[dict] = []
@@ -481,16 +518,16 @@ def generate_records(cfg: SyntheticConfig, indices: Optional[Iterable[int]] = No
             # steadily and records land in their rows without sorting.
             size = max(1, min(16, len(idx) // (workers * 4)))
             blocks = [idx[k:k + size] for k in range(0, len(idx), size)]
-            cfg_dict = dataclasses.asdict(cfg)
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for block in pool.map(_generate_chunk, [(b, cfg_dict) for b in blocks]):
+                for block in pool.map(_generate_chunk, [(module, b, cfg) for b in blocks]):
                     for signal, info in block:
                         signals[len(infos)] = signal
                         infos.append(info)
                     bar.update(len(block))
         else:
+            generate_record_of_kind = importlib.import_module(module).generate_record
             for i in idx:
-                signal, info = generate_record(i, cfg)
+                signal, info = generate_record_of_kind(i, cfg)
                 signals[len(infos)] = signal
                 infos.append(info)
                 bar.update(1)
@@ -500,8 +537,8 @@ def generate_records(cfg: SyntheticConfig, indices: Optional[Iterable[int]] = No
         "labels": np.array([r["label"] for r in infos], dtype=np.int64),
         "severities": np.array([r["severity"] for r in infos], dtype=np.int64),
         "indices": np.array(idx, dtype=np.int64),
-        "record_ids": np.array([record_id(i) for i in idx], dtype=str),
+        "record_ids": np.array(record_ids, dtype=str),
     }
-    for name in METADATA_FIELDS:
+    for name in metadata_fields:
         out[name] = np.array([r[name] for r in infos], dtype=np.float64)
     return out

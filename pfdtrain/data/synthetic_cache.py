@@ -25,43 +25,63 @@ from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data.records import FORMAT, DataError, LoadedDataset, RecordSplit
 from pfdtrain.data.splits import stratified_record_split
 from pfdtrain.data.storage import keep_in_memory, read_dataset, write_dataset
-from pfdtrain.data.synthetic import (CLASS_NAMES, GENERATOR_VERSION, METADATA_FIELDS,
-                                     generate_records, num_records)
+from pfdtrain.data.synthetic_kinds import generator_module
 from pfdtrain.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
+# The settings every kind shares. The journal key holds exactly these (with the resolved
+# sampling rate), as it did before kinds existed, so journal cache files keep their names.
+_SHARED_FIELDS: tuple[str, ...] = ("sampling_rate", "record_duration", "records_per_class",
+                                   "seed", "noise_level")
+# File name prefix per kind (journal files keep the historical synthetic-<hex>.h5).
+_FILE_PREFIX: dict[str, str] = {"journal": "synthetic", "rolling_element": "synthetic-rolling"}
 
 
 def synthetic_cache_key(config: TrainingConfig) -> dict:
-    """Everything that determines the synthetic file's content (stored as generator_config)."""
-    synthetic = dataclasses.asdict(config.synthetic)
-    # How many processes generate the records does not change a byte of the file (records
-    # are seeded by index), so it must not change the file's name either.
-    synthetic.pop("workers")
-    return {
+    """Everything that determines the synthetic file's content (stored as generator_config).
+
+    The key holds the kind, its generator version and its own settings (the
+    ``synthetic.rolling_element`` section for that kind), the shared generator settings with
+    the sampling rate resolved, and the split settings.
+
+    Example:
+        >>> synthetic_cache_key(TrainingConfig())["synthetic"]["sampling_rate"]
+        6400
+    """
+    syn = config.synthetic
+    shared = {name: getattr(syn, name) for name in _SHARED_FIELDS}
+    shared["sampling_rate"] = syn.effective_sampling_rate
+    key = {
         "format": FORMAT,
-        "generator_version": GENERATOR_VERSION,
-        "synthetic": synthetic,
+        "generator_version": generator_module(syn.kind).GENERATOR_VERSION,
+        "synthetic": shared,
         "split": {"strategy": "record, stratified by class x severity",
                   "val_fraction": config.data.val_fraction,
                   "test_fraction": config.data.test_fraction,
-                  "seed": config.synthetic.seed},
+                  "seed": syn.seed},
     }
+    if syn.kind != "journal":
+        shared["kind"] = syn.kind
+        key[syn.kind] = dataclasses.asdict(getattr(syn, syn.kind))
+    return key
 
 
 def synthetic_dataset_path(config: TrainingConfig) -> Path:
-    """``<data.cache_dir>/synthetic-<12 hex>.h5``; the hex is a hash of the cache key."""
+    """``<data.cache_dir>/<prefix>-<12 hex>.h5``: the prefix names the kind (``synthetic`` for
+    journal, ``synthetic-rolling``), the hex is a hash of the cache key."""
     key = json.dumps(synthetic_cache_key(config), sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return Path(config.data.cache_dir) / f"synthetic-{digest}.h5"
+    return Path(config.data.cache_dir) / f"{_FILE_PREFIX[config.synthetic.kind]}-{digest}.h5"
 
 
 def _generate_synthetic(config: TrainingConfig, path: Path) -> LoadedDataset:
     key = synthetic_cache_key(config)
     cfg = config.synthetic
+    generator = generator_module(cfg.kind)
+    class_names = list(generator.class_names(cfg))
     start = time.perf_counter()
-    data = generate_records(cfg, workers=cfg.workers, progress=True)
+    data = generator.generate_records(cfg, workers=cfg.workers, progress=True)
     parts = stratified_record_split(data["labels"], data["severities"], config.data.val_fraction,
                                     config.data.test_fraction, seed=cfg.seed)
     n_samples = data["signals"].shape[1]
@@ -73,15 +93,17 @@ def _generate_synthetic(config: TrainingConfig, path: Path) -> LoadedDataset:
             labels=data["labels"][idx],
             record_ids=[str(r) for r in data["record_ids"][idx]],
             severities=data["severities"][idx],
-            metadata={k: data[k][idx] for k in METADATA_FIELDS},
+            metadata={k: data[k][idx] for k in generator.METADATA_FIELDS},
         )
-    digest = write_dataset(path, splits, class_names=CLASS_NAMES,
-                           sampling_rate=float(cfg.sampling_rate), source="synthetic",
+    rate = float(cfg.effective_sampling_rate)
+    digest = write_dataset(path, splits, class_names=class_names,
+                           sampling_rate=rate, source="synthetic",
                            generator_config=key)
     elapsed = time.perf_counter() - start
-    logger.info("generated synthetic dataset %s: %d records (%s) in %.1f s", path,
-                num_records(cfg), ", ".join(f"{k} {len(v)}" for k, v in parts.items()), elapsed)
-    return LoadedDataset(path, splits, list(CLASS_NAMES), float(cfg.sampling_rate), "synthetic",
+    logger.info("generated synthetic %s dataset %s: %d records (%s) in %.1f s", cfg.kind, path,
+                generator.num_records(cfg), ", ".join(f"{k} {len(v)}" for k, v in parts.items()),
+                elapsed)
+    return LoadedDataset(path, splits, class_names, rate, "synthetic",
                          digest, json.loads(json.dumps(key, sort_keys=True)))
 
 

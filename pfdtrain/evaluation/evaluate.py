@@ -2,7 +2,11 @@
 
 ``pfdtrain evaluate runs/<name>/checkpoints/best_model.pth`` rebuilds the data the model was
 trained on (from the config stored in the checkpoint), runs the model on one split and writes
-``metrics.json``, ``report.md`` and ``confusion_matrix.png`` into the run folder.
+``metrics.json``, ``report.md`` and ``confusion_matrix.png`` into the run folder. ``--by KEY``
+adds accuracy per value of a metadata key (:mod:`pfdtrain.evaluation.groups`), ``--split all
+--data other.h5`` scores every recording of another file (the transfer test), and
+``--adapt-bn`` adds the figures after AdaBN test-time adaptation
+(:mod:`pfdtrain.evaluation.adaptation`), reported apart from the source-only ones.
 
 Conventions: accuracies are percentages (0-100, as everywhere in pfdtrain); F1, precision,
 recall, probabilities, confidences and the expected calibration error are fractions (0-1).
@@ -16,7 +20,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import inspect
+import copy
+import dataclasses
 import json
 import math
 import time
@@ -31,7 +36,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pfdtrain import __version__
-from pfdtrain.errors import PfdtrainError
+# Re-exported here, where callers have always found them.
+from pfdtrain.errors import EvaluationError
+from pfdtrain.evaluation.batches import forward_batch, model_takes_metadata
 
 PathLike = Union[str, Path]
 
@@ -41,11 +48,9 @@ ECE_BINS = 15
 DEFAULT_NOISE_SEED = 0
 #: Default signal-to-noise ratios (dB) of the robustness test.
 DEFAULT_SNRS: tuple[float, ...] = (20.0, 10.0, 5.0)
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-
-
-class EvaluationError(PfdtrainError):
-    """A model cannot be evaluated or applied on this data; the message says why and the fix."""
+#: ``--split all``: every recording of another dataset file (the transfer test).
+ALL_RECORDS = "all"
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", ALL_RECORDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,19 +152,6 @@ def soft_vote(probabilities: np.ndarray, window_record: np.ndarray,
 # Model and data
 # --------------------------------------------------------------------------------------------
 
-def model_takes_metadata(model: nn.Module) -> bool:
-    """True for physics-informed models whose ``forward`` accepts operating conditions."""
-    return "metadata" in inspect.signature(model.forward).parameters
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
-
-
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dataset: Any, batch_size: int, num_workers: int = 0
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -179,11 +171,7 @@ def predict_logits(model: nn.Module, dataset: Any, batch_size: int, num_workers:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     all_logits, all_targets = [], []
     for batch in loader:
-        inputs = batch[0].to(device, non_blocking=True)
-        if takes_metadata and len(batch) > 2:
-            logits = model(inputs, _to_device(batch[2], device))
-        else:
-            logits = model(inputs)
+        logits = forward_batch(model, batch, device, takes_metadata)
         all_logits.append(logits.detach().float().cpu())
         all_targets.append(batch[1])
     if not all_logits:
@@ -242,12 +230,144 @@ def _check_compatible(metadata: dict, class_names: Sequence[str], sampling_rate:
 # Evaluation
 # --------------------------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class _Target:
+    """The evaluated windows and the file they come from."""
+
+    path: Path
+    content_hash: str
+    class_names: list[str]
+    sampling_rate: float
+    input_length: int
+    dataset: Any
+
+
+def _whole_file(config: Any, with_metadata: bool) -> _Target:
+    """Every recording of ``config.data.source`` as one window dataset (``--split all``)."""
+    from pfdtrain.data.records import RecordSplit
+    from pfdtrain.data.storage import read_dataset
+    from pfdtrain.data.windows import WindowDataset
+
+    data = read_dataset(config.data.source, verify_hash=True)
+    pool = RecordSplit.concat(list(data.splits.values()))
+    dc = config.data
+    try:
+        dataset = WindowDataset.from_split(pool, dc.window_length, dc.window_stride,
+                                           dc.normalization, with_metadata=with_metadata)
+    except ValueError as exc:  # a recording shorter than the model's window
+        raise EvaluationError(f"{data.path}: {exc}") from None
+    return _Target(Path(data.path), data.content_hash, list(data.class_names),
+                   float(data.sampling_rate), int(dc.window_length), dataset)
+
+
+def score_predictions(logits: np.ndarray, targets: np.ndarray, dataset: Any,
+                      class_names: Sequence[str],
+                      group_values: Optional[dict[str, list[Any]]] = None) -> dict[str, Any]:
+    """Window and recording metrics of one set of logits on ``dataset``'s windows.
+
+    Args:
+        logits: ``[N, K]`` model outputs for the windows of ``dataset``, in order.
+        targets: ``[N]`` true classes.
+        dataset: the windows (``record_ids``, ``record_labels``, ``window_record``).
+        class_names: names by class index.
+        group_values: ``{key: [value per recording]}`` for the per-group table.
+
+    Returns:
+        ``accuracy`` (%), ``macro_f1``, ``loss``, ``per_class``, ``confusion_matrix``,
+        ``recording_accuracy`` (%, soft vote), ``recording`` (its macro F1, confusion matrix
+        and per-recording predictions) and ``by_group`` (``{key: rows}``).
+
+    Example:
+        >>> score_predictions(logits, targets, test_ds, names)["recording_accuracy"]
+        97.7
+    """
+    from pfdtrain.evaluation.groups import group_metrics
+    from pfdtrain.evaluation.metrics import classification_report
+
+    probs = softmax(logits)
+    predictions = probs.argmax(axis=1)
+    report = classification_report(targets, predictions, class_names)
+    loss = float(F.cross_entropy(torch.from_numpy(logits).double(),
+                                 torch.from_numpy(targets)).item())
+    # Recording level: mean probability over each recording's windows (soft vote).
+    num_records = len(dataset.record_ids)
+    record_probs = soft_vote(probs, dataset.window_record, num_records)
+    record_labels = np.asarray(dataset.record_labels, dtype=np.int64)
+    record_pred = record_probs.argmax(axis=1)
+    record_report = classification_report(record_labels, record_pred, class_names)
+    windows_per_record = np.bincount(dataset.window_record, minlength=num_records)
+    recording = {
+        "accuracy": record_report["accuracy"],
+        "macro_f1": record_report["macro_f1"],
+        "confusion_matrix": record_report["confusion_matrix"],
+        "num_recordings": num_records,
+        "predictions": [
+            {"record_id": str(dataset.record_ids[r]), "label": class_names[record_labels[r]],
+             "predicted": class_names[record_pred[r]],
+             "probability": float(record_probs[r, record_pred[r]]),
+             "num_windows": int(windows_per_record[r])}
+            for r in range(num_records)],
+    }
+    by_group = {key: group_metrics(values, dataset.window_record, targets, predictions,
+                                   record_labels, record_pred)
+                for key, values in (group_values or {}).items()}
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "loss": loss,
+            "per_class": report["per_class"], "confusion_matrix": report["confusion_matrix"],
+            "recording_accuracy": recording["accuracy"], "recording": recording,
+            "by_group": by_group}
+
+
+def _robustness(model: nn.Module, dataset: Any, snrs: Optional[Iterable[float]],
+                noise_seed: int, batch_size: int, num_workers: int,
+                class_names: Sequence[str], clean_accuracy: float,
+                adapt: bool = False) -> dict[str, dict[str, float]]:
+    """Accuracy on the same windows with white noise at each SNR (fixed seed: reproducible).
+
+    With ``adapt`` a copy of ``model`` is batch-norm adapted on each noisy copy first (the
+    noisy windows are the target domain).
+    """
+    from pfdtrain.evaluation.adaptation import adapt_batchnorm
+    from pfdtrain.evaluation.metrics import classification_report
+
+    robustness: dict[str, dict[str, float]] = {}
+    for snr in [float(s) for s in (snrs or ())]:
+        noisy_ds = dataset.with_noise(snr, noise_seed=noise_seed)
+        scored = model
+        if adapt:
+            scored = copy.deepcopy(model)
+            adapt_batchnorm(scored, noisy_ds, batch_size, num_workers)
+        noisy_logits, noisy_targets = predict_logits(scored, noisy_ds, batch_size, num_workers)
+        noisy = classification_report(noisy_targets, noisy_logits.argmax(axis=1), class_names)
+        robustness[f"{snr:g}"] = {"snr_db": snr, "accuracy": noisy["accuracy"],
+                                  "macro_f1": noisy["macro_f1"],
+                                  "accuracy_drop": clean_accuracy - noisy["accuracy"]}
+    return robustness
+
+
+def _adapted_scores(model: nn.Module, dataset: Any, snrs: Optional[Iterable[float]],
+                    noise_seed: int, batch_size: int, num_workers: int,
+                    class_names: Sequence[str], group_values: dict[str, list[Any]]
+                    ) -> dict[str, Any]:
+    """The ``adapt_bn`` block: the figures of a copy of ``model`` adapted on ``dataset``."""
+    from pfdtrain.evaluation.adaptation import ADAPTATION_NOTE, adapt_batchnorm
+
+    adapted = copy.deepcopy(model)  # the source-only model stays as trained
+    info = adapt_batchnorm(adapted, dataset, batch_size, num_workers)
+    logits, targets = predict_logits(adapted, dataset, batch_size, num_workers)
+    scores = score_predictions(logits, targets, dataset, class_names, group_values)
+    scores["robustness"] = _robustness(model, dataset, snrs, noise_seed, batch_size,
+                                       num_workers, class_names, scores["accuracy"], adapt=True)
+    return {"uses_unlabeled_target_data": True, "note": ADAPTATION_NOTE, **info, **scores}
+
+
+
 def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
                         split: str = "test", out_dir: Optional[PathLike] = None,
                         snrs: Optional[Iterable[float]] = DEFAULT_SNRS,
                         device: Union[str, torch.device] = "auto",
                         batch_size: Optional[int] = None,
-                        noise_seed: int = DEFAULT_NOISE_SEED) -> dict[str, Any]:
+                        noise_seed: int = DEFAULT_NOISE_SEED, by: Sequence[str] = (),
+                        adapt_bn: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint on one split and write ``metrics.json``, ``report.md`` and a plot.
 
     The data is cut and normalised exactly as in training (window length, stride and
@@ -260,7 +380,9 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
         checkpoint: a pfdtrain checkpoint (``runs/<name>/checkpoints/best_model.pth``).
         data: an ``.h5`` dataset file to evaluate on instead; it must have the training
             data's class names (same order) and sampling rate.
-        split: ``"test"`` (default), ``"val"`` or ``"train"``.
+        split: ``"test"`` (default), ``"val"``, ``"train"``, or ``"all"``: every recording of
+            ``data`` (another file than the training data: the transfer test), cut into
+            windows without splitting (the training split settings then play no part).
         out_dir: folder for the outputs; default: the run folder (the parent of the
             ``checkpoints/`` folder holding ``checkpoint``), else the checkpoint's folder.
         snrs: signal-to-noise ratios (dB) of the white-noise robustness test; empty or None
@@ -268,6 +390,11 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         batch_size: windows per forward pass (default: the training batch size).
         noise_seed: seed of the robustness noise (fixed, so reruns give the same numbers).
+        by: metadata keys (e.g. ``["load"]``) to report accuracy per value of, beside the
+            totals (``by_group``).
+        adapt_bn: also evaluate after test-time batch-norm adaptation on the evaluated
+            windows (AdaBN, unlabeled target data), reported apart under ``adapt_bn``; the
+            headline figures stay source-only.
 
     Returns:
         The metrics dict written to ``metrics.json``: ``accuracy`` (%), ``macro_f1``,
@@ -275,13 +402,17 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
         (``[true][predicted]`` counts), ``recording_accuracy`` (%, soft vote) and
         ``recording`` (its macro F1, confusion matrix and per-recording predictions),
         ``ece`` and ``calibration`` (reliability bins), ``robustness`` (``{"20": {"snr_db",
-        "accuracy", "macro_f1", "accuracy_drop"}, ...}``) and provenance (checkpoint, data
+        "accuracy", "macro_f1", "accuracy_drop"}, ...}``), ``by_group`` (``{key: [{"value",
+        "num_windows", "num_recordings", "accuracy", "recording_accuracy"}]}``), ``adapt_bn``
+        (None, or the same figures after AdaBN with ``uses_unlabeled_target_data`` and a
+        note; its robustness adapts on each noisy copy) and provenance (checkpoint, data
         file and hash, split, counts, files written).
 
     Raises:
         EvaluationError: unknown or empty split, class names / sampling rate / window length
-            different from the training data's, or default data that no longer matches the
-            training data.
+            different from the training data's, default data that no longer matches the
+            training data, a ``by`` key the data lacks, or ``adapt_bn`` on a model without
+            batch norm.
         CheckpointError: the checkpoint cannot be loaded.
         DataError: the data file is missing or invalid.
 
@@ -294,7 +425,6 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     from pfdtrain.config.training_config import TrainingConfig
     from pfdtrain.data.windows import build_dataloaders
     from pfdtrain.evaluation.loading import load_model_for_evaluation
-    from pfdtrain.evaluation.metrics import classification_report
     from pfdtrain.evaluation.plots import plot_confusion_matrix
     from pfdtrain.utils.io import atomic_open, write_json
 
@@ -326,99 +456,87 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
             config.data.cache_dir = str(run_root / config.data.cache_dir)
     if batch_size is not None:
         config.data.batch_size = int(batch_size)
-    bundle = build_dataloaders(config, with_metadata=(config.trainer == "pinn"
-                                                      and model_takes_metadata(model)))
-    _check_compatible(metadata, bundle.class_names, bundle.sampling_rate, bundle.input_length,
-                      bundle.path, checkpoint)
-    same_data = training_hash is None or training_hash == bundle.content_hash
+    with_metadata = config.trainer == "pinn" and model_takes_metadata(model)
+    if split == ALL_RECORDS:
+        if data is None:
+            raise EvaluationError(
+                "--split all scores every recording of a file, so on the training data it "
+                "would score training recordings; pass another dataset file with --data "
+                "(the transfer test), or evaluate --split test.")
+        target = _whole_file(config, with_metadata)
+    else:
+        bundle = build_dataloaders(config, with_metadata=with_metadata)
+        loader = {"train": bundle.train_loader, "val": bundle.val_loader,
+                  "test": bundle.test_loader}[split]
+        target = _Target(bundle.path, bundle.content_hash, list(bundle.class_names),
+                         float(bundle.sampling_rate), int(bundle.input_length),
+                         loader.dataset if loader is not None else None)
+    _check_compatible(metadata, target.class_names, target.sampling_rate, target.input_length,
+                      target.path, checkpoint)
+    same_data = training_hash is None or training_hash == target.content_hash
     if data is None and not same_data:
         raise EvaluationError(
-            f"the dataset rebuilt from {checkpoint}'s config ({bundle.path}, hash "
-            f"{bundle.content_hash[:12]}) is not the one it was trained on (hash "
+            f"the dataset rebuilt from {checkpoint}'s config ({target.path}, hash "
+            f"{target.content_hash[:12]}) is not the one it was trained on (hash "
             f"{training_hash[:12]}), so its {split} split may hold training recordings; pass "
             f"the training data file with --data / data=.")
-    loader = {"train": bundle.train_loader, "val": bundle.val_loader,
-              "test": bundle.test_loader}[split]
-    if loader is None or len(loader.dataset) == 0:
-        raise EvaluationError(f"{bundle.path} has no {split} records; evaluate another split "
+    if split == ALL_RECORDS and training_hash == target.content_hash:
+        raise EvaluationError(
+            f"{target.path} is the data {checkpoint} was trained on, so --split all would "
+            f"score its training recordings; evaluate --split test, or pass another file.")
+    if target.dataset is None or len(target.dataset) == 0:
+        raise EvaluationError(f"{target.path} has no {split} records; evaluate another split "
                               f"(--split {'test' if split != 'test' else 'val'}).")
-    dataset = loader.dataset
-    class_names = list(bundle.class_names)
+    dataset = target.dataset
+    class_names = target.class_names
     num_workers = config.data.num_workers
     bs = config.data.batch_size
+    # Refuse a bad --by key or --adapt-bn on a model without batch norm before any work.
+    group_values: dict[str, list[Any]] = {}
+    if by:
+        from pfdtrain.evaluation.groups import record_metadata
+        group_values = record_metadata(Path(target.path), dataset.record_ids, list(by))
+    if adapt_bn:
+        from pfdtrain.evaluation.adaptation import require_batchnorm
+        require_batchnorm(model)
 
-    # Clean windows: the headline numbers.
+    # Clean windows: the headline numbers, source-only (the model as trained).
     logits, targets = predict_logits(model, dataset, bs, num_workers)
-    probs = softmax(logits)
-    predictions = probs.argmax(axis=1)
-    report = classification_report(targets, predictions, class_names)
-    loss = float(F.cross_entropy(torch.from_numpy(logits).double(),
-                                 torch.from_numpy(targets)).item())
-
-    # Recording level: mean probability over each recording's windows (soft vote).
-    num_records = len(dataset.record_ids)
-    record_probs = soft_vote(probs, dataset.window_record, num_records)
-    record_labels = np.asarray(dataset.record_labels, dtype=np.int64)
-    record_pred = record_probs.argmax(axis=1)
-    record_report = classification_report(record_labels, record_pred, class_names)
-    windows_per_record = np.bincount(dataset.window_record, minlength=num_records)
-    recording = {
-        "accuracy": record_report["accuracy"],
-        "macro_f1": record_report["macro_f1"],
-        "confusion_matrix": record_report["confusion_matrix"],
-        "num_recordings": num_records,
-        "predictions": [
-            {"record_id": str(dataset.record_ids[r]), "label": class_names[record_labels[r]],
-             "predicted": class_names[record_pred[r]],
-             "probability": float(record_probs[r, record_pred[r]]),
-             "num_windows": int(windows_per_record[r])}
-            for r in range(num_records)],
-    }
-
-    calibration = expected_calibration_error(probs, targets, ECE_BINS)
-
-    # Robustness: the same windows with white noise at each SNR (fixed seed: reproducible).
-    robustness: dict[str, dict[str, float]] = {}
-    for snr in [float(s) for s in (snrs or ())]:
-        noisy_logits, noisy_targets = predict_logits(
-            model, dataset.with_noise(snr, noise_seed=noise_seed), bs, num_workers)
-        noisy = classification_report(noisy_targets, noisy_logits.argmax(axis=1), class_names)
-        robustness[f"{snr:g}"] = {"snr_db": snr, "accuracy": noisy["accuracy"],
-                                  "macro_f1": noisy["macro_f1"],
-                                  "accuracy_drop": report["accuracy"] - noisy["accuracy"]}
+    scores = score_predictions(logits, targets, dataset, class_names, group_values)
+    calibration = expected_calibration_error(softmax(logits), targets, ECE_BINS)
+    robustness = _robustness(model, dataset, snrs, noise_seed, bs, num_workers, class_names,
+                             scores["accuracy"])
+    adapted = (_adapted_scores(model, dataset, snrs, noise_seed, bs, num_workers, class_names,
+                               group_values) if adapt_bn else None)
 
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
-    png = plot_confusion_matrix(report["confusion_matrix"], class_names,
+    png = plot_confusion_matrix(scores["confusion_matrix"], class_names,
                                 out / "confusion_matrix.png", normalize=True,
                                 title=f"Confusion matrix ({split}, row-normalised)")
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "model_class": metadata.get("model_class"),
         "epoch": metadata.get("epoch"),
-        "data": str(bundle.path),
-        "dataset_hash": bundle.content_hash,
+        "data": str(target.path),
+        "dataset_hash": target.content_hash,
         "training_dataset_hash": training_hash,
         "same_data_as_training": bool(same_data),
         "split": split,
         "class_names": class_names,
-        "sampling_rate": float(bundle.sampling_rate),
-        "input_length": int(bundle.input_length),
+        "sampling_rate": target.sampling_rate,
+        "input_length": target.input_length,
         "window_stride": int(config.data.window_stride),
         "normalization": config.data.normalization,
-        "num_windows": int(report["num_samples"]),
-        "num_recordings": num_records,
-        "accuracy": report["accuracy"],
-        "macro_f1": report["macro_f1"],
-        "loss": loss,
-        "per_class": report["per_class"],
-        "confusion_matrix": report["confusion_matrix"],
-        "recording_accuracy": recording["accuracy"],
-        "recording": recording,
+        "num_windows": int(targets.shape[0]),
+        "num_recordings": scores["recording"]["num_recordings"],
+        **scores,  # accuracy ... recording, by_group: source-only
         "ece": calibration["ece"],
         "calibration": calibration,
         "robustness": robustness,
         "robustness_noise_seed": int(noise_seed),
+        "uses_target_data": False,  # every figure above is source-only
+        "adapt_bn": adapted,
         "files": {"metrics": str(out / "metrics.json"), "report": str(out / "report.md"),
                   "confusion_matrix": str(png)},
         "pfdtrain_version": __version__,
@@ -437,6 +555,58 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
 
 def _fmt(value: Optional[float], digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: Optional[float]) -> str:
+    return "–" if value is None else f"{value:.2f} %"
+
+
+def _render_groups(m: dict[str, Any]) -> list[str]:
+    """The "By operating condition" tables (source-only, and AdaBN beside when run)."""
+    if not m.get("by_group"):
+        return []
+    adapted = (m.get("adapt_bn") or {}).get("by_group") or {}
+    lines = ["", "## By operating condition", "",
+             "Accuracy per value of each metadata key (`--by`); the totals are above."]
+    for key, rows in m["by_group"].items():
+        extra = adapted.get(key)
+        head = f"| {key} | Windows | Recordings | Accuracy | Recording accuracy |"
+        rule = "|---|---:|---:|---:|---:|"
+        if extra:
+            head += " AdaBN accuracy | AdaBN recording accuracy |"
+            rule += "---:|---:|"
+        lines += ["", head, rule]
+        for i, row in enumerate(rows):
+            value = row["value"]
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+            line = (f"| {text} | {row['num_windows']} | {row['num_recordings']} | "
+                    f"{_pct(row['accuracy'])} | {_pct(row['recording_accuracy'])} |")
+            if extra:
+                line += f" {_pct(extra[i]['accuracy'])} | {_pct(extra[i]['recording_accuracy'])} |"
+            lines.append(line)
+    return lines
+
+
+def _render_adaptation(m: dict[str, Any]) -> list[str]:
+    """The AdaBN section: adapted figures beside the source-only ones, never mixed in."""
+    a = m.get("adapt_bn")
+    if not a:
+        return []
+    lines = ["", "## Test-time adaptation (AdaBN) — uses unlabeled target data", "",
+             f"{a['note'][0].upper()}{a['note'][1:]}. {a['layers']} batch-norm layers, "
+             f"statistics from {a['windows']} windows (batches of {a['batch_size']}, shuffled "
+             f"with seed {a['seed']}).", "",
+             "| Metric | Source-only | AdaBN (target data) |", "|---|---:|---:|",
+             f"| Window accuracy | {m['accuracy']:.2f} % | {a['accuracy']:.2f} % |",
+             f"| Macro F1 | {m['macro_f1']:.4f} | {a['macro_f1']:.4f} |",
+             f"| Recording accuracy (soft vote) | {m['recording_accuracy']:.2f} % | "
+             f"{a['recording_accuracy']:.2f} % |",
+             f"| Cross-entropy loss | {m['loss']:.4f} | {a['loss']:.4f} |"]
+    for key, row in a.get("robustness", {}).items():
+        source = m["robustness"].get(key, {}).get("accuracy")
+        lines.append(f"| Accuracy at {key} dB SNR (AdaBN adapted on the noisy windows) | "
+                     f"{_pct(source)} | {row['accuracy']:.2f} % |")
+    return lines
 
 
 def render_report(metrics: dict[str, Any]) -> str:
@@ -461,7 +631,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"stride {m['window_stride']}, normalisation `{m['normalization']}`",
         f"- Evaluated: {m['timestamp']} (pfdtrain {m['pfdtrain_version']})",
         "",
-        "## Headline",
+        "## Headline" + (" (source-only: no target data used)" if m.get("adapt_bn") else ""),
         "",
         "| Metric | Value |",
         "|---|---|",
@@ -480,6 +650,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     for name, row in m["per_class"].items():
         lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{row['f1']:.3f} | {row['support']} |")
+    lines += _render_groups(m) + _render_adaptation(m)
     lines += ["", "## Robustness to white noise", ""]
     if m["robustness"]:
         lines += [f"The same windows with Gaussian white noise added at each signal-to-noise "
@@ -519,7 +690,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                   data=Path(args.data) if args.data else None, split=args.split,
                                   out_dir=Path(args.out) if args.out else None,
                                   snrs=tuple(args.snr), device=args.device,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, by=tuple(args.by or ()),
+                                  adapt_bn=args.adapt_bn)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
@@ -531,13 +703,34 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  ECE ({ECE_BINS} bins)       {metrics['ece']:.4f}")
     for key, row in metrics["robustness"].items():
         print(f"  noise {key + ' dB':<13} {row['accuracy']:.2f} % (macro F1 {row['macro_f1']:.4f})")
+    for key, rows in metrics["by_group"].items():
+        for row in rows:
+            value = row["value"]
+            text = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+            print(f"  {text:<19} {_pct(row['accuracy'])} ({row['num_windows']} windows, "
+                  f"recordings {_pct(row['recording_accuracy'])})")
+    adapted = metrics["adapt_bn"]
+    if adapted:
+        print(f"AdaBN (batch-norm statistics from the {adapted['windows']} target windows; "
+              f"unlabeled target data):")
+        print(f"  accuracy            {adapted['accuracy']:.2f} %")
+        print(f"  recording accuracy  {adapted['recording_accuracy']:.2f} % (soft vote)")
+        for key, row in adapted["robustness"].items():
+            print(f"  noise {key + ' dB':<13} {row['accuracy']:.2f} % (adapted on the noisy "
+                  f"windows)")
+        for key, rows in adapted["by_group"].items():
+            for row in rows:
+                value = row["value"]
+                text = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                print(f"  {text:<19} {_pct(row['accuracy'])}")
     files = metrics["files"]
     print(f"wrote {files['metrics']}, {files['report']}, {files['confusion_matrix']}")
     return 0
 
 
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``evaluate <checkpoint> [--data F] [--split S] [--out D] [--snr ...] [--json]``.
+    """Add ``evaluate <checkpoint> [--data F] [--split S] [--out D] [--snr ...] [--by KEY ...]
+    [--adapt-bn] [--json]``.
 
     Args:
         subparsers: the object ``ArgumentParser.add_subparsers()`` returned.
@@ -555,13 +748,22 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "and confusion_matrix.png (default: into the checkpoint's run folder).")
     p.add_argument("checkpoint", type=Path, help="e.g. runs/<name>/checkpoints/best_model.pth")
     p.add_argument("--data", type=Path, help="dataset .h5 file (default: the training data)")
-    p.add_argument("--split", default="test", choices=SPLIT_NAMES, help="split (default: test)")
+    p.add_argument("--split", default="test", choices=SPLIT_NAMES,
+                   help="split (default: test); all = every recording of the --data file (the "
+                        "transfer test: a file the model was not trained on)")
     p.add_argument("--out", type=Path, help="output folder (default: the run folder)")
     p.add_argument("--snr", type=float, nargs="*", default=list(DEFAULT_SNRS), metavar="DB",
                    help="noise levels (dB SNR) of the robustness test (default: 20 10 5; "
                         "--snr alone skips it)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, help="windows per batch (default: training's)")
+    p.add_argument("--by", action="extend", nargs="+", metavar="KEY",
+                   help="also report accuracy per value of these metadata keys, e.g. --by load "
+                        "(several allowed: --by load rpm)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="also report figures after re-estimating the batch-norm statistics on "
+                        "the evaluated windows (AdaBN; uses unlabeled target data, reported "
+                        "apart from the source-only figures)")
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.set_defaults(func=_cmd_evaluate)
     return p

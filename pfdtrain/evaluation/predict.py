@@ -60,7 +60,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
                       column: Optional[Union[str, int]] = None,
                       sampling_rate: Optional[float] = None,
                       device: Union[str, torch.device] = "auto",
-                      resample: bool = False) -> dict[str, Any]:
+                      resample: bool = False, adapt_bn: bool = False) -> dict[str, Any]:
     """Classify one vibration recording with a trained checkpoint.
 
     Args:
@@ -76,6 +76,10 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         resample: a recording at another rate than the model's is resampled to the model's
             rate (``scipy.signal.resample_poly``, as the importer does) instead of refused.
+        adapt_bn: re-estimate the model's batch-norm statistics on this recording's windows
+            before predicting (AdaBN, test-time adaptation on unlabeled target data). With a
+            single recording the statistics also absorb its own fault signature; adapting on
+            many recordings of the new machine (``pfdtrain evaluate --adapt-bn``) is safer.
 
     Returns:
         ``{"class", "class_index", "probability" (mean softmax of that class over the
@@ -85,11 +89,14 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         "window_length", "window_stride", "normalization", "sampling_rate",
         "sampling_rate_source" ("argument", "file" or "assumed"), "resampled_from" (the
         recording's rate when it was resampled, else None), "duration_s", "notes",
-        "recording", "checkpoint", "model_class", "source_info"}``.
+        "recording", "checkpoint", "model_class", "source_info", "adapt_bn" (None, or
+        ``{"method", "windows", "layers", "batch_size", "seed",
+        "uses_unlabeled_target_data"}``)}``.
 
     Raises:
         EvaluationError: missing file, a sampling rate other than the model's (without
-            ``resample``), or a recording shorter than one window.
+            ``resample``), a recording shorter than one window, or ``adapt_bn`` on a model
+            without batch norm.
         RecordingError: (a ``DataError``, from
             :func:`pfdtrain.data.importers.readers.read_signal`) unreadable file, unknown format,
             missing/ambiguous variable or column, NaN/inf samples.
@@ -107,6 +114,9 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
 
     checkpoint, recording = Path(checkpoint), Path(recording)
     model, metadata = load_model_for_evaluation(checkpoint, device=device)
+    if adapt_bn:
+        from pfdtrain.evaluation.adaptation import require_batchnorm
+        require_batchnorm(model)  # before reading the recording: the fix comes first
     class_names = list(metadata.get("class_names") or [])
     model_rate = metadata.get("sampling_rate")
     window = metadata.get("input_length")
@@ -180,6 +190,16 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         notes.append("this model was trained with the operating conditions (speed, load, "
                      "temperature); a bare recording gives it none, so it uses its learned "
                      "'missing' inputs and may be less accurate than in evaluation")
+    adaptation = None
+    if adapt_bn:
+        from pfdtrain.evaluation.adaptation import adapt_batchnorm
+        adaptation = {**adapt_batchnorm(model, dataset, batch_size),
+                      "uses_unlabeled_target_data": True}
+        notes.append(f"AdaBN: batch-norm statistics re-estimated on this recording's "
+                     f"{adaptation['windows']} windows (unlabeled target data); one "
+                     f"recording's statistics also absorb its own fault signature, so adapt on "
+                     f"many recordings of the machine (pfdtrain evaluate --adapt-bn) when you "
+                     f"can")
     logits, _ = predict_logits(model, dataset, batch_size)
     probs = softmax(logits)
     top = probs.argmax(axis=1)
@@ -214,6 +234,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         "checkpoint": str(checkpoint),
         "model_class": metadata.get("model_class"),
         "source_info": _json_safe(info),
+        "adapt_bn": adaptation,
     }
 
 
@@ -230,7 +251,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     result = predict_recording(Path(args.checkpoint), Path(args.recording),
                                variable=args.variable, column=args.column,
                                sampling_rate=args.sampling_rate, device=args.device,
-                               resample=args.resample)
+                               resample=args.resample, adapt_bn=args.adapt_bn)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -246,7 +267,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``predict <checkpoint> <recording> [--variable X] [--column C]
-    [--sampling-rate HZ] [--resample] [--json]``.
+    [--sampling-rate HZ] [--resample] [--adapt-bn] [--json]``.
 
     Args:
         subparsers: the object ``ArgumentParser.add_subparsers()`` returned.
@@ -273,6 +294,9 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resample", action="store_true",
                    help="resample a recording at another rate to the model's (else refused)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="re-estimate the batch-norm statistics on this recording's windows "
+                        "before predicting (AdaBN test-time adaptation; no labels needed)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_cmd_predict)
     return p
