@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from pfdtrain.data.augment import AUGMENTATIONS
 from pfdtrain.data.synthetic_kinds import SYNTHETIC_KINDS
 from pfdtrain.errors import PfdtrainError
 # The name registries: config choices (and so the README table) are derived from them.
@@ -257,6 +258,71 @@ class SyntheticConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-window augmentation (:mod:`pfdtrain.data.augment`; docs/data.md §7).
+
+    Applied to training windows only, never to validation, test, evaluate or predict. Each
+    window's draws are seeded by (``seed``, epoch, window index), so runs are reproducible
+    and a resumed run is bitwise the uninterrupted one. Disabled by default.
+
+    Example:
+        >>> AugmentConfig(enabled=True, noise_snr_db=[0.0, 20.0]).noise_snr_db
+        [0.0, 20.0]
+    """
+
+    enabled: bool = _opt(False, "augment the training windows (false: every history stays as "
+                         "without this section)")
+    transforms: list = _opt(list(AUGMENTATIONS), "the transforms to apply, any of: "
+                            + ", ".join(AUGMENTATIONS) + " (applied in that order)")
+    seed: int = _opt(0, "augmentation seed; window i of epoch e draws from (seed, e, i)", min=0)
+    noise_probability: float = _opt(0.5, "chance a window gets white noise", min=0.0, max=1.0)
+    noise_snr_db: list = _opt([0.0, 20.0], "white-noise SNR range [min, max], dB (a noisier "
+                              "sensor or plant)")
+    scale_probability: float = _opt(0.5, "chance a window's amplitude is scaled", min=0.0,
+                                    max=1.0)
+    scale_factor: list = _opt([0.8, 1.2], "amplitude gain range [min, max], > 0 (sensor "
+                              "sensitivity, transfer path; undone by zscore/minmax/rms "
+                              "normalisation)")
+    shift_probability: float = _opt(0.5, "chance a window's start is shifted", min=0.0, max=1.0)
+    shift_max_fraction: float = _opt(0.5, "largest time shift, fraction of window_length "
+                                     "(inside the record when there is room, else circular)",
+                                     min=0.0, max=1.0)
+    speed_probability: float = _opt(0.5, "chance a window is resampled to another speed",
+                                    min=0.0, max=1.0)
+    speed_factor: list = _opt([0.95, 1.05], "speed ratio range [min, max], > 0: every "
+                              "characteristic frequency moves by the factor")
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse unusable settings with a ConfigError naming the key and the fix.
+
+        Raises:
+            ConfigError: an unknown or repeated transform, an empty or inverted range, a
+                probability outside [0, 1], a gain or speed factor <= 0.
+        """
+        w = "augment"
+        names = self.transforms if isinstance(self.transforms, list) else [self.transforms]
+        for name in names:
+            _check_constraints(name, {"choices": list(AUGMENTATIONS)}, f"{w}.transforms")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{w}.transforms = {self.transforms!r} names a transform twice; "
+                              f"list each once, e.g. {list(AUGMENTATIONS)}")
+        for key in ("noise", "scale", "shift", "speed"):
+            p = getattr(self, f"{key}_probability")
+            if not 0.0 <= p <= 1.0:  # also checked on load; here for direct construction
+                raise ConfigError(f"{w}.{key}_probability = {p!r} must be a probability in "
+                                  f"[0, 1], e.g. 0.5")
+        _range(self.noise_snr_db, f"{w}.noise_snr_db", "[0, 20]")
+        for key, example in (("scale_factor", "[0.8, 1.2]"), ("speed_factor", "[0.95, 1.05]")):
+            lo, _ = _range(getattr(self, key), f"{w}.{key}", example)
+            if lo <= 0:
+                raise ConfigError(f"{w}.{key} = {getattr(self, key)!r}: factors must be > 0 "
+                                  f"(1 = unchanged), e.g. {example}")
+
+
+@dataclass
 class ModelConfig:
     """Which network to build (see ``pfdtrain.models``)."""
 
@@ -446,6 +512,8 @@ class TrainingConfig:
     log_interval: int = _opt(20, "refresh the progress bar every N batches", min=1)
     data: DataConfig = _section(DataConfig, "data source, windows and batches")
     synthetic: SyntheticConfig = _section(SyntheticConfig, "built-in synthetic dataset generator")
+    augment: AugmentConfig = _section(AugmentConfig, "training-window augmentation (training "
+                                      "windows only; docs/data.md)")
     model: ModelConfig = _section(ModelConfig, "network")
     optimizer: OptimizerConfig = _section(OptimizerConfig, "optimizer")
     scheduler: SchedulerConfig = _section(SchedulerConfig, "learning-rate scheduler")

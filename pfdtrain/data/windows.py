@@ -31,6 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from pfdtrain.config.training_config import TrainingConfig
+from pfdtrain.data.augment import WindowAugmenter
 from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
 from pfdtrain.data.signal_store import LazySignals
@@ -204,6 +205,10 @@ class WindowDataset(Dataset):
         snr_db: add white Gaussian noise at this signal-to-noise ratio (relative to each raw
             window's power, before normalisation), for robustness tests; None = clean.
         noise_seed: seed of that noise; window ``i`` always gets the same noise.
+        augmenter: training augmentation (:mod:`pfdtrain.data.augment`), applied to the raw
+            window before the noise and the normalisation; window ``i`` of epoch ``e``
+            (:meth:`set_epoch`) draws from (augment seed, e, i). None = none (the default;
+            validation and test sets never get one).
 
     Attributes:
         labels: int64 [num_windows] class of each window.
@@ -229,7 +234,8 @@ class WindowDataset(Dataset):
                  window_length: int, window_stride: int, normalization: str = "zscore",
                  record_ids: Optional[Sequence[str]] = None,
                  metadata: Optional[Mapping[str, np.ndarray]] = None,
-                 snr_db: Optional[float] = None, noise_seed: int = 0) -> None:
+                 snr_db: Optional[float] = None, noise_seed: int = 0,
+                 augmenter: Optional[WindowAugmenter] = None) -> None:
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; choose one of "
                              f"{NORMALIZATIONS}")
@@ -267,7 +273,14 @@ class WindowDataset(Dataset):
                          if metadata is not None else None)
         self.snr_db = snr_db
         self.noise_seed = int(noise_seed)
+        self.augmenter = augmenter
+        self.epoch = 0
         self._sliding: Optional[np.ndarray] = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch, which seeds the augmentation draws (the trainer calls it with
+        the sampler's ``set_epoch``; without an augmenter it changes nothing)."""
+        self.epoch = int(epoch)
 
     def __getstate__(self) -> dict:
         # The sliding view is rebuilt on first use: pickled (spawned workers) it would be
@@ -305,7 +318,9 @@ class WindowDataset(Dataset):
         if not 0 <= index < self.num_windows:
             raise IndexError(f"window {index} out of range 0..{self.num_windows - 1}")
         start = int(self.window_starts[index])
-        if isinstance(self.signals, LazySignals):
+        if self.augmenter is not None:
+            view = self._augmented(index)
+        elif isinstance(self.signals, LazySignals):
             view = self.signals.read_windows(np.array([start]), self.window_length)[0]
         else:
             view = self.signals[start:start + self.window_length]  # a view: no dataset copy
@@ -336,7 +351,11 @@ class WindowDataset(Dataset):
         if bad.any():
             raise IndexError(f"window {int(np.asarray(indices).reshape(-1)[np.argmax(bad)])} out "
                              f"of range 0..{self.num_windows - 1}")
-        x = self._read_windows(self.window_starts[index])
+        if self.augmenter is not None:  # per window, as in __getitem__: the same bits
+            x = np.stack([self._augmented(int(i)) for i in index]) if index.size else \
+                np.empty((0, self.window_length), np.float32)
+        else:
+            x = self._read_windows(self.window_starts[index])
         if self.snr_db is not None:
             for row, i in enumerate(index):  # noise is seeded per window: one draw per row
                 x[row] += self._noise(x[row], int(i))
@@ -354,6 +373,21 @@ class WindowDataset(Dataset):
         if self._sliding is None:  # a view (no copy): row s is signals[s:s + window_length]
             self._sliding = sliding_window_view(self.signals, self.window_length)
         return self._sliding[starts]
+
+    def _read_span(self, start: int, length: int) -> np.ndarray:
+        """float32 ``[length]`` samples of ``signals`` from ``start`` (inside one record)."""
+        if isinstance(self.signals, LazySignals):
+            return self.signals.read_windows(np.array([start]), length)[0]
+        return self.signals[start:start + length]
+
+    def _augmented(self, index: int) -> np.ndarray:
+        """Window ``index`` after the augmentation of the current epoch (a new array)."""
+        record = int(self.window_record[index])
+        assert self.augmenter is not None
+        return self.augmenter.window(self._read_span, int(self.window_starts[index]),
+                                     int(self.record_offsets[record]),
+                                     int(self.record_offsets[record + 1]), self.window_length,
+                                     epoch=self.epoch, index=index)
 
     def _noise(self, window: np.ndarray, index: int) -> np.ndarray:
         """The white noise window ``index`` gets (at ``snr_db`` of the raw window's power)."""
@@ -384,6 +418,10 @@ class PerWindowDataset(Dataset):
     def __getitem__(self, index: int) -> tuple:
         return self.dataset[index]
 
+    def set_epoch(self, epoch: int) -> None:
+        """Forwarded to the wrapped dataset (its augmentation draws depend on the epoch)."""
+        self.dataset.set_epoch(epoch)
+
 
 # --------------------------------------------------------------------------------------------
 # Loaders
@@ -395,7 +433,8 @@ class DataBundle:
 
     Attributes:
         train_loader: shuffled by an :class:`EpochShuffleSampler` (call
-            ``train_loader.sampler.set_epoch(epoch)`` every epoch).
+            ``train_loader.sampler.set_epoch(epoch)`` every epoch, and with ``augment``
+            enabled ``train_loader.dataset.set_epoch(epoch)`` too, before iterating).
         val_loader: sequential; None when the val split is empty.
         test_loader: sequential; None when the test split is empty.
         class_names: name of every class index.
@@ -468,6 +507,7 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
         >>> bundle = build_dataloaders(TrainingConfig())
         >>> for epoch in range(3):
         ...     bundle.train_loader.sampler.set_epoch(epoch)
+        ...     bundle.train_loader.dataset.set_epoch(epoch)  # augmentation draws
         ...     for inputs, targets in bundle.train_loader:
         ...         ...
     """
@@ -521,6 +561,11 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
         return WindowDataset.from_split(splits[name], dc.window_length, dc.window_stride,
                                         dc.normalization, with_metadata=with_metadata)
 
+    augmenter = WindowAugmenter.from_config(config.augment)
+    if augmenter is not None:
+        logger.info("augment training windows: %s (seed %d)", ", ".join(augmenter.by_name),
+                    augmenter.seed)
+
     pin = torch.cuda.is_available()
     # collate_windows: the dataset hands over whole batches (__getitems__), not samples.
     common: dict[str, Any] = dict(batch_size=dc.batch_size, num_workers=dc.num_workers,
@@ -528,11 +573,17 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
                                   worker_init_fn=seed_worker, pin_memory=pin,
                                   persistent_workers=dc.num_workers > 0, drop_last=False)
     train_ds = dataset("train")
+    train_ds.augmenter = augmenter  # training windows only: val/test are measured clean
+    train_common = dict(common)
+    if augmenter is not None and dc.num_workers > 0:
+        # The epoch seeds the draws and is set on the dataset in this process: workers made
+        # afresh for every epoch copy it; persistent ones would keep the first epoch's.
+        train_common["persistent_workers"] = False
     generator = torch.Generator()
     generator.manual_seed(config.seed)  # seeds the workers' base seed (guide §5.4)
     sampler = EpochShuffleSampler(len(train_ds), seed=config.seed, num_replicas=num_replicas,
                                   rank=rank)
-    train_loader = DataLoader(train_ds, sampler=sampler, generator=generator, **common)
+    train_loader = DataLoader(train_ds, sampler=sampler, generator=generator, **train_common)
 
     def eval_loader(name: str) -> Optional[DataLoader]:
         if len(splits[name]) == 0:

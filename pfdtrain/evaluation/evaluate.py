@@ -439,6 +439,9 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
                               f"stride and normalisation used in training are unknown; save "
                               f"checkpoints with pfdtrain's trainer (it stores them).")
     config = TrainingConfig.from_dict(stored_config)
+    # Evaluation scores the recordings as they are: training augmentation never applies,
+    # not even to --split train.
+    config.augment.enabled = False
     run_dir = _run_folder(checkpoint)
     run_root = run_dir.parent.parent if checkpoint.parent.name == "checkpoints" else None
     training_hash = metadata.get("dataset_hash")

@@ -197,6 +197,11 @@ class CNNTrainer:
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.current_epoch)  # the epoch's shuffle is a function of it
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            # ...and so are the augmentation draws (pfdtrain.data.augment): set before the
+            # loader's iterator (and its workers) is made, also on a resumed epoch.
+            dataset.set_epoch(self.current_epoch)
         start_batch = self.batches_done
         if start_batch:
             if not hasattr(sampler, "set_start_index") or loader.batch_size is None:
