@@ -259,7 +259,7 @@ class SyntheticConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training-window augmentation (:mod:`pfdtrain.data.augment`; docs/data.md §7).
+    """Training-window augmentation (:mod:`pfdtrain.data.augment`; docs/data.md §6.3).
 
     Applied to training windows only, never to validation, test, evaluate or predict. Each
     window's draws are seeded by (``seed``, epoch, window index), so runs are reproducible

@@ -1,4 +1,4 @@
-"""Training-window augmentation: noise, amplitude, time shift and speed (docs/data.md §7).
+"""Training-window augmentation: noise, amplitude, time shift and speed (docs/data.md §6.3).
 
 What a diagnosis model meets after training is another machine state: a noisier sensor,
 another gain, another phase of the shaft, another speed. Each transform here imitates one
