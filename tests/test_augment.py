@@ -151,14 +151,19 @@ def test_amplitude_scale_and_probability_zero():
                for i in range(len(clean)))
 
 
-def _tiny_config(tmp_path, **augment) -> TrainingConfig:
-    data = dict(TINY_CLI_CONFIG["data"], cache_dir=str(tmp_path / "data"))
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("augment-data")  # one generated dataset for the module
+
+
+def _tiny_config(cache, num_workers: int = 0, **augment) -> TrainingConfig:
+    data = dict(TINY_CLI_CONFIG["data"], cache_dir=str(cache), num_workers=num_workers)
     return TrainingConfig.from_dict({**TINY_CLI_CONFIG, "data": data, "augment": augment})
 
 
-def test_only_the_training_loader_is_augmented(tmp_path):
-    bundle = build_dataloaders(_tiny_config(tmp_path, enabled=True, noise_probability=1.0))
-    clean = build_dataloaders(_tiny_config(tmp_path))
+def test_only_the_training_loader_is_augmented(cache):
+    bundle = build_dataloaders(_tiny_config(cache, enabled=True, noise_probability=1.0))
+    clean = build_dataloaders(_tiny_config(cache))
     assert bundle.train_loader.dataset.augmenter is not None
     assert clean.train_loader.dataset.augmenter is None
     for name in ("val_loader", "test_loader"):
@@ -169,6 +174,22 @@ def test_only_the_training_loader_is_augmented(tmp_path):
     for ds in (bundle.train_loader.dataset, clean.train_loader.dataset):
         ds.set_epoch(0)
     assert not torch.equal(bundle.train_loader.dataset[0][0], clean.train_loader.dataset[0][0])
+
+
+def test_loader_workers_see_each_epoch(cache):
+    """Workers copy the dataset when they start: they must start with the epoch set."""
+    def epochs(num_workers: int) -> list:
+        loader = build_dataloaders(_tiny_config(cache, num_workers, enabled=True)).train_loader
+        assert not loader.persistent_workers
+        batches = []
+        for epoch in (0, 1):
+            loader.sampler.set_epoch(epoch)
+            loader.dataset.set_epoch(epoch)
+            batches.append(torch.cat([x for x, _ in loader]))
+        return batches
+
+    in_process, workers = epochs(0), epochs(1)
+    assert all(torch.equal(a, b) for a, b in zip(in_process, workers))
 
 
 @pytest.mark.parametrize("override, words", [
