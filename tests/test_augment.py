@@ -14,6 +14,8 @@ from pfdtrain.config.training_config import ConfigError, TrainingConfig, apply_o
 from pfdtrain.data.augment import (AUGMENTATIONS, AmplitudeScale, SpeedPerturbation,
                                    TimeShift, WhiteNoise, WindowAugmenter)
 from pfdtrain.data.sampler import EpochShuffleSampler
+from pfdtrain.evaluation.evaluate import evaluate_checkpoint
+from pfdtrain.evaluation.loading import load_model_for_evaluation
 from pfdtrain.data.windows import (PerWindowDataset, WindowDataset, build_dataloaders,
                                    collate_windows)
 from tests.helpers import TINY_CLI_CONFIG, run_cli
@@ -233,3 +235,21 @@ def test_cli_resume_with_augmentation_gives_the_uninterrupted_history(tmp_path):
     run_cli("train", "--config", "plain.yaml", "--set", "name=plain", cwd=tmp_path)
     plain = json.loads((tmp_path / "runs" / "plain" / "history.json").read_text())
     assert plain["train_loss"] != full["train_loss"]  # the augmentation did train on others
+
+
+    # evaluate never augments, not even --split train: it scores the clean training windows
+    checkpoint = tmp_path / "runs" / "full" / "checkpoints" / "best_model.pth"
+    scores = evaluate_checkpoint(checkpoint, split="train", out_dir=tmp_path / "eval",
+                                 snrs=None, device="cpu")
+    model, meta = load_model_for_evaluation(checkpoint, device="cpu")
+    clean_config = TrainingConfig.from_dict(meta["config"])
+    clean_config.data.cache_dir = str(tmp_path / clean_config.data.cache_dir)
+    clean_config.augment.enabled = False
+    loader = build_dataloaders(clean_config).train_loader
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(1) == y).sum())
+            total += int(y.numel())
+    assert scores["num_windows"] == total
+    assert scores["accuracy"] == pytest.approx(100.0 * correct / total)
