@@ -14,6 +14,7 @@ from pfdtrain.config.training_config import ConfigError, TrainingConfig, apply_o
 from pfdtrain.data.augment import (AUGMENTATIONS, AmplitudeScale, SpeedPerturbation,
                                    TimeShift, WhiteNoise, WindowAugmenter)
 from pfdtrain.data.sampler import EpochShuffleSampler
+from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.evaluation.evaluate import evaluate_checkpoint
 from pfdtrain.evaluation.loading import load_model_for_evaluation
 from pfdtrain.data.windows import (PerWindowDataset, WindowDataset, build_dataloaders,
@@ -158,8 +159,10 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("augment-data")  # one generated dataset for the module
 
 
-def _tiny_config(cache, num_workers: int = 0, **augment) -> TrainingConfig:
-    data = dict(TINY_CLI_CONFIG["data"], cache_dir=str(cache), num_workers=num_workers)
+def _tiny_config(cache, num_workers: int = 0, in_memory: str = "auto",
+                 **augment) -> TrainingConfig:
+    data = dict(TINY_CLI_CONFIG["data"], cache_dir=str(cache), num_workers=num_workers,
+                in_memory=in_memory)
     return TrainingConfig.from_dict({**TINY_CLI_CONFIG, "data": data, "augment": augment})
 
 
@@ -192,6 +195,19 @@ def test_loader_workers_see_each_epoch(cache):
 
     in_process, workers = epochs(0), epochs(1)
     assert all(torch.equal(a, b) for a, b in zip(in_process, workers))
+
+
+def test_streamed_windows_get_the_same_augmentation(cache):
+    def epoch(in_memory: str) -> torch.Tensor:
+        loader = build_dataloaders(_tiny_config(cache, in_memory=in_memory, enabled=True,
+                                                shift_probability=1.0,
+                                                speed_probability=1.0)).train_loader
+        assert isinstance(loader.dataset.signals, LazySignals) == (in_memory == "false")
+        loader.sampler.set_epoch(1)
+        loader.dataset.set_epoch(1)
+        return torch.cat([x for x, _ in loader])
+
+    assert torch.equal(epoch("true"), epoch("false"))  # read from the file: same bits
 
 
 @pytest.mark.parametrize("override, words", [
