@@ -47,6 +47,15 @@ TINY_CLI_CONFIG = {
 }
 
 
+def tiny_cli_workdir(tmp_path_factory, name):
+    """A fresh folder holding ``tiny.yaml`` (:data:`TINY_CLI_CONFIG`), for CLI runs in it."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp(name)
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY_CLI_CONFIG))
+    return folder
+
+
 def run_cli(*args, cwd, expect=0, **popen_kwargs):
     """``python -m pfdtrain ARGS`` in ``cwd``; asserts the exit code, returns the process."""
     import subprocess

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pfdtrain.config.training_config import TrainingConfig
-from tests.helpers import TINY_CLI_CONFIG, run_cli
+from tests.helpers import TINY_CLI_CONFIG, run_cli, tiny_cli_workdir
 
 TINY = TINY_CLI_CONFIG
 
@@ -17,9 +17,7 @@ def pfdtrain(*args, cwd, expect=0):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli")
-    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    return folder
+    return tiny_cli_workdir(tmp_path_factory, "cli")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from pfdtrain.training.checkpoint import CheckpointError, load_checkpoint_file
-from tests.helpers import TINY_CLI_CONFIG
+from tests.helpers import TINY_CLI_CONFIG, tiny_cli_workdir
 from tests.helpers import run_cli as _run_cli
 
 
@@ -53,9 +53,7 @@ NEEDS_UNSHARE = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("faults")
-    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY_CLI_CONFIG))
-    return folder
+    return tiny_cli_workdir(tmp_path_factory, "faults")
 
 
 @pytest.fixture(scope="module")
@@ -149,33 +147,40 @@ def test_a_checkpoint_written_before_digests_loads_with_a_note(reference, tmp_pa
 # 2. one process per run folder
 # --------------------------------------------------------------------------------------------
 
-def test_a_second_process_is_refused_while_the_first_trains(workdir):
+def test_a_second_process_is_refused_while_the_first_trains(workdir, tmp_path):
     run = workdir / "runs" / "busy"
-    first = subprocess.Popen([sys.executable, "-m", "pfdtrain", "train", "--config", "tiny.yaml",
-                              "--set", "name=busy", "--set", "num_epochs=40", "--set",
-                              "callbacks.early_stopping.enabled=false", "--no-progress"],
-                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the lock names its holder once it is held
-            text = (run / ".lock").read_text() if (run / ".lock").exists() else ""
-            if text and json.loads(text)["pid"] == first.pid:
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("the first resume never took the lock")
-        proc = run_cli("resume", str(run), "--epochs", "50", cwd=workdir, expect=2)
-        assert f"PID {first.pid} on host {socket.gethostname()}" in proc.stderr
-        assert "in use by another pfdtrain process" in proc.stderr
-        proc = run_cli("train", "--config", "tiny.yaml", "--set", "name=busy", cwd=workdir,
-                       expect=2)
-        assert f"PID {first.pid}" in proc.stderr
-    finally:
-        _, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err[-3000:]
-    assert first.returncode == 0 and _epochs_completed(run) == list(range(1, 41))
+    with open(tmp_path / "first.log", "w") as log:  # a file: a full pipe would block it
+        # far more epochs than the test lasts: it is still training when the others come
+        first = subprocess.Popen([sys.executable, "-m", "pfdtrain", "train", "--config",
+                                  "tiny.yaml", "--set", "name=busy", "--set", "num_epochs=100000",
+                                  "--set", "callbacks.early_stopping.enabled=false",
+                                  "--no-progress"], cwd=workdir, stdout=subprocess.DEVNULL,
+                                 stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # the lock names its holder once it is held
+                text = (run / ".lock").read_text() if (run / ".lock").exists() else ""
+                if text and json.loads(text)["pid"] == first.pid:
+                    break
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                time.sleep(0.01)
+            else:
+                pytest.fail("the first train never took the lock")
+            proc = run_cli("resume", str(run), "--epochs", "50", cwd=workdir, expect=2)
+            assert f"PID {first.pid} on host {socket.gethostname()}" in proc.stderr
+            assert "in use by another pfdtrain process" in proc.stderr
+            proc = run_cli("train", "--config", "tiny.yaml", "--set", "name=busy", cwd=workdir,
+                           expect=2)
+            assert f"PID {first.pid}" in proc.stderr
+            assert first.poll() is None  # both were refused while it held the folder
+        finally:
+            first.kill()
+            first.wait()
+    # the refused processes wrote nothing: one run's log, one start, consecutive epochs
+    assert (run / "train.log").read_text().count("Run folder:") == 1
     assert [e["event"] for e in _events(run)].count("train_begin") == 1
+    completed = _epochs_completed(run)
+    assert completed == list(range(1, len(completed) + 1))
 
 
 def test_a_sigkilled_holder_leaves_no_stale_lock(tmp_path):
@@ -206,9 +211,9 @@ def test_failed_validation_writes_nothing_and_keeps_the_name_free(workdir):
 
 
 def test_a_kill_before_the_first_checkpoint_is_no_dead_end(workdir):
-    slow = dict(TINY_CLI_CONFIG, synthetic={"record_duration": 0.5, "records_per_class": 60})
+    # an epoch long enough (about a second) for the kill to land inside it
+    slow = dict(TINY_CLI_CONFIG, synthetic={"record_duration": 0.5, "records_per_class": 36})
     (workdir / "slow.yaml").write_text(yaml.safe_dump(slow))
-    run_cli("config", "--config", "slow.yaml", cwd=workdir)  # parses
     # generate the data first, so the kill lands in the first epoch, not in generation
     run_cli("train", "--config", "slow.yaml", "--set", "name=warm", "--set", "num_epochs=1",
             cwd=workdir)
