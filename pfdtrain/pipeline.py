@@ -287,11 +287,11 @@ def _open_run_dir(run_dir: Path, config: TrainingConfig, resumed: bool) -> Optio
     """Prepare the locked run folder; the checkpoint to resume from, or None for a fresh start."""
     resume_from = None
     if resumed:
-        remove_temp_files(run_dir)
         if has_checkpoints(run_dir):
+            remove_temp_files(run_dir)
             resume_from = str(find_resume_checkpoint(run_dir))
         else:
-            clear_run_files(run_dir, keep_config=True)
+            clear_run_files(run_dir, keep_config=True)  # temp files included
     else:
         claim_run_dir(run_dir)
     config.to_yaml(run_dir / "config.yaml")  # a resume may have changed num_epochs

@@ -574,7 +574,8 @@ class DashboardEventWriter(Callback):
         self.path = Path(path)
         self._start = 0.0
         self._elapsed_before = 0.0  # training time of earlier (resumed-from) sessions
-        self._resumed_at_bytes: Optional[int] = None  # set by load_state_dict
+        self._resumed = False  # set by load_state_dict
+        self._resumed_at_bytes: Optional[int] = None  # the file's length at the checkpoint
 
     def _emit(self, event: dict) -> None:
         line = (json.dumps(event, allow_nan=True) + "\n").encode("utf-8")
@@ -599,11 +600,12 @@ class DashboardEventWriter(Callback):
         self._start = time.perf_counter()
         trainer = self.trainer
         start_epoch = trainer.epochs_completed if trainer is not None else 0
-        if self._resumed_at_bytes is None:
+        if not self._resumed:
             self._emit({"event": "train_begin", "total_epochs": self._total_epochs(),
                         "start_epoch": start_epoch + 1, "timestamp": _now()})
             return
-        if self.path.is_file() and self.path.stat().st_size > self._resumed_at_bytes:
+        if (self._resumed_at_bytes is not None and self.path.is_file()
+                and self.path.stat().st_size > self._resumed_at_bytes):
             os.truncate(self.path, self._resumed_at_bytes)
         self._emit({"event": "resumed", "epoch": trainer.current_epoch + 1,
                     "batches_done": trainer.batches_done, "step": trainer.global_step,
@@ -635,8 +637,10 @@ class DashboardEventWriter(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self._elapsed_before = float(state["elapsed_time"])
+        self._resumed = True
         # checkpoints from before pfdtrain 0.2 do not know the length: keep the whole file
-        self._resumed_at_bytes = int(state.get("events_bytes", 1 << 62))
+        length = state.get("events_bytes")
+        self._resumed_at_bytes = int(length) if length is not None else None
 
 
 def _now() -> str:
