@@ -12,9 +12,8 @@ windows of 6,400 samples, stride 3,200, batches of 32, shuffled by EpochShuffleS
   (kept in the dataset for single-index access, so this times the real old code);
 * ``memory_copy``: numpy copying the same number of bytes (one batch's worth of float32 from
   consecutive places of the signal array into a new array), the ceiling for any loader;
-* ``float32_reference``: a torch float32 z-score kernel (``std_mean`` + one fused pass), not
-  used by pfdtrain because it is not bitwise the per-window float64 values; it shows what
-  exactness costs.
+* ``torch_std_mean_zscore``: the obvious torch kernel (``std_mean`` + one pass) on the same
+  indexed reads, for comparison with pfdtrain's BLAS-dot statistics.
 
 Loading runs on one torch thread per process. Every figure is the best of ``--epochs``
 passes over the 3,520 windows (the machine is shared, the best pass is the least disturbed
@@ -77,7 +76,7 @@ def memory_copy_run(signals: np.ndarray, windows: int) -> Callable[[], int]:
     return run
 
 
-def float32_reference_run(ds: WindowDataset) -> Callable[[], int]:
+def torch_std_mean_run(ds: WindowDataset) -> Callable[[], int]:
     sampler = EpochShuffleSampler(len(ds), seed=0)
     sliding = np.lib.stride_tricks.sliding_window_view(ds.signals, WINDOW)
 
@@ -98,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     # One thread per process, as in DataLoader workers: the batched path never parallelises
     # (its chunks stay under torch's grain size), and on this shared 2-core machine torch's
-    # two OpenMP threads collapse the float32 reference (about 10x slower than one thread).
+    # two OpenMP threads collapse the element-wise passes (about 10x slower than one thread).
     torch.set_num_threads(1)
 
     rng = np.random.default_rng(0)
@@ -124,7 +123,7 @@ def main() -> None:
     for method in ("none", "zscore"):
         rows[f"per_window_{method}"] = passes(
             loader_run(PerWindowDataset(dataset(method)), batched=False), args.epochs)
-    rows["float32_reference_zscore"] = passes(float32_reference_run(dataset("none")),
+    rows["torch_std_mean_zscore"] = passes(torch_std_mean_run(dataset("none")),
                                               args.epochs)
     copy_rate = rows["memory_copy"]["windows_per_s"]
     for row in rows.values():

@@ -91,12 +91,29 @@ def test_normalize_windows_is_normalize_window_row_by_row(length: int) -> None:
     rng = np.random.default_rng(length)
     x = (rng.standard_normal((9, length)) * 1e3 + 17).astype(np.float32)
     x[4] = -3.25  # flat row
+    x[5] = 0.0  # silent row
+    x[6] = 5e4 + x[6] * 1e-3  # DC offset far above the vibration: the exact two-pass path
     for method in NORMALIZATIONS:
-        batch = normalize_windows(x, method).numpy()
+        batch = normalize_windows(x.copy(), method).numpy()  # in place
         for row in range(x.shape[0]):
             expected = normalize_window(x[row], method)
             assert np.array_equal(batch[row], expected), (method, row)
             assert batch[row].tobytes() == expected.tobytes()  # also the sign of zeros
+        # Accurate against float64 two-pass statistics (float32 one-pass sums elsewhere).
+        x64 = x.astype(np.float64)
+        if method == "zscore":
+            std = x64.std(axis=1, keepdims=True)
+            reference = (x64 - x64.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, 1)
+        elif method == "rms":
+            rms = np.sqrt((x64 * x64).mean(axis=1, keepdims=True))
+            reference = x64 / np.where(rms > 1e-12, rms, 1)
+        elif method == "minmax":
+            lo, hi = x64.min(axis=1, keepdims=True), x64.max(axis=1, keepdims=True)
+            reference = (x64 - lo) / np.where(hi - lo > 1e-12, hi - lo, 1)
+        else:
+            reference = x64
+        np.testing.assert_allclose(batch, reference, rtol=0, atol=1e-5)
+        assert np.isfinite(batch).all()
 
 
 def test_window_batch_behaves_like_a_list_of_samples() -> None:

@@ -62,43 +62,60 @@ def normalize_window(x: np.ndarray, method: str) -> np.ndarray:
     ``zscore``: zero mean, unit std. ``minmax``: mapped to [0, 1]. ``rms``: divided by its
     RMS (no centring). A constant window (zero std/range/RMS) is not divided, so it maps to
     zeros (zscore, minmax) or stays as is (rms) instead of NaN/inf.
+
+    The same values, bit for bit, as the window's row in :func:`normalize_windows`.
+
+    Example:
+        >>> normalize_window(np.array([1.0, 3.0], np.float32), "zscore").tolist()
+        [-1.0, 1.0]
     """
-    if method == "none":
-        return np.array(x, dtype=np.float32)
-    x64 = np.asarray(x, dtype=np.float64)  # float64 stats: exact zero spread for flat windows
+    x = np.array(x, dtype=np.float32).reshape(1, -1)  # a copy: normalize_windows consumes it
+    return normalize_windows(x, method).numpy()[0]
+
+
+def _normalize_window_float64(x: np.ndarray, method: str) -> np.ndarray:
+    """Two-pass float64 normalisation of one window: the exact path for the windows whose
+    float32 one-pass statistics would lose precision (a large DC offset, a flat window)."""
+    x64 = np.asarray(x, dtype=np.float64)
     if method == "zscore":
         std = x64.std()
         out = (x64 - x64.mean()) / (std if std > 1e-12 else 1.0)
-    elif method == "minmax":
-        lo, hi = x64.min(), x64.max()
-        out = (x64 - lo) / ((hi - lo) if hi - lo > 1e-12 else 1.0)
-    elif method == "rms":
+    else:  # rms
         rms = np.sqrt(np.mean(x64 * x64))
         out = x64 / (rms if rms > 1e-12 else 1.0)
-    else:
-        raise ValueError(f"unknown normalization {method!r}; choose one of {NORMALIZATIONS}")
     return out.astype(np.float32)
 
 
-# Batches are normalised in chunks of about this many samples: the float64 temporaries of a
-# chunk (two arrays of 2**15 doubles = 512 KiB) stay in the L2 cache between the passes.
-_CHUNK_SAMPLES = 1 << 15
+_ONES: dict[int, np.ndarray] = {}
+
+
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """float32 ``[B]``: the sum of every row of float32 ``x`` (one BLAS dot per row with a
+    vector of ones: the same bits for a row whatever batch it is in)."""
+    n = x.shape[1]
+    ones = _ONES.get(n)
+    if ones is None:
+        ones = _ONES[n] = np.ones(n, dtype=np.float32)
+    return np.vecdot(x, ones)
 
 
 def normalize_windows(x: np.ndarray, method: str) -> torch.Tensor:
-    """Normalise a batch of windows; row ``i`` is bitwise ``normalize_window(x[i], method)``.
+    """Normalise a batch of windows in place; row ``i`` is ``normalize_window(x[i], method)``.
 
-    The per-window statistics are numpy reductions over float64 rows, which sum each row
-    exactly as :func:`normalize_window` sums the window (the same pairwise summation), so
-    batches and single windows agree to the last bit; the element-wise part (subtract,
-    divide, round to float32) runs in torch, which rounds every operation like numpy.
+    Every row's statistics come from BLAS dot products (its sum and its sum of squares, in
+    float32) and in-place element-wise torch passes apply them. Each row's statistics are computed by their own dot products, so a window
+    gets the same bits whatever batch it is in (a single ``ds[i]`` included) and runs are
+    reproducible. Rows where the one-pass variance would cancel (mean² above half the
+    mean square: a DC offset larger than the vibration, or a flat window) are done exactly
+    by a two-pass float64 path, so a constant window still maps to zeros.
 
     Args:
-        x: float32 ``[B, L]`` C-contiguous windows (a fresh copy: ``none`` returns it as is).
+        x: float32 ``[B, L]`` C-contiguous windows, a fresh array that this function
+            overwrites (``none`` returns it as is).
         method: one of :data:`NORMALIZATIONS`.
 
     Returns:
-        float32 ``[B, L]`` tensor.
+        float32 ``[B, L]`` tensor sharing ``x``'s memory.
 
     Example:
         >>> normalize_windows(np.ones((2, 4), np.float32), "zscore").tolist()
@@ -107,35 +124,41 @@ def normalize_windows(x: np.ndarray, method: str) -> torch.Tensor:
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {method!r}; choose one of {NORMALIZATIONS}")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if method == "none":
-        return torch.from_numpy(x)
-    rows, n = x.shape
-    out = torch.empty((rows, n), dtype=torch.float32)
-    step = max(1, _CHUNK_SAMPLES // max(n, 1))
-    for a in range(0, rows, step):
-        x64 = x[a:a + step].astype(np.float64)
-        if method == "zscore":
-            # np.std's own steps: mean = sum / n, deviations, their squares' sum / n, sqrt.
-            mean = np.add.reduce(x64, axis=1, keepdims=True)
-            mean /= n
-            centred = np.subtract(x64, mean)
-            np.square(centred, out=x64)
-            spread = np.add.reduce(x64, axis=1, keepdims=True)
-            spread /= n
-            np.sqrt(spread, out=spread)
-            numerator = centred
-        elif method == "minmax":
-            lo = np.minimum.reduce(x64, axis=1, keepdims=True)
-            spread = np.maximum.reduce(x64, axis=1, keepdims=True) - lo
-            numerator = np.subtract(x64, lo, out=x64)
-        else:  # rms
-            spread = np.add.reduce(np.square(x64), axis=1, keepdims=True)
-            spread /= n
-            np.sqrt(spread, out=spread)
-            numerator = x64
-        # A flat window (no spread) is divided by 1, as in normalize_window (no NaN/inf).
+    out = torch.from_numpy(x)
+    if method == "none" or x.shape[0] == 0:
+        return out
+    n = x.shape[1]
+    if method == "minmax":
+        lo = np.minimum.reduce(x, axis=1, keepdims=True)
+        # float32 spread, the same rounding as (max - lo) of the elements: the max maps to 1.
+        spread = np.maximum.reduce(x, axis=1, keepdims=True) - lo
         spread[spread <= 1e-12] = 1.0
-        torch.div(torch.from_numpy(numerator), torch.from_numpy(spread), out=out[a:a + step])
+        out.sub_(torch.from_numpy(lo)).div_(torch.from_numpy(spread))
+        return out
+    # float32 statistics: a row whose variance would cancel (mean² >= half the mean square)
+    # is redone exactly below, so elsewhere variance >= mean_square / 2 keeps full precision.
+    # Few numpy calls on the [B] vectors: at 32 windows each call costs as much as a pass.
+    inv_n = np.float32(1.0 / n)
+    mean_square = np.vecdot(x, x)
+    mean_square *= inv_n
+    if method == "zscore":
+        mean = _row_sums(x)
+        mean *= inv_n
+        spread = mean_square - mean * mean
+        exact = spread <= mean_square * np.float32(0.5)  # DC-dominated or flat
+    else:  # rms
+        spread = mean_square
+        exact = mean_square <= np.float32(1e-24)
+    # The exact rows are computed from the raw samples, before the in-place passes below.
+    rows = np.flatnonzero(exact) if np.count_nonzero(exact) else ()
+    replaced = [_normalize_window_float64(x[r], method) for r in rows]
+    np.maximum(spread, np.float32(1e-30), out=spread)
+    scale = np.reciprocal(np.sqrt(spread, out=spread), out=spread)
+    if method == "zscore":
+        out.sub_(torch.from_numpy(mean[:, None]))
+    out.mul_(torch.from_numpy(scale[:, None]))
+    for r, values in zip(rows, replaced):
+        x[r] = values
     return out
 
 
@@ -346,11 +369,13 @@ class WindowDataset(Dataset):
             True
         """
         index = np.asarray(indices, dtype=np.int64).reshape(-1)
-        index = np.where(index < 0, index + self.num_windows, index)
-        bad = (index < 0) | (index >= self.num_windows)
-        if bad.any():
-            raise IndexError(f"window {int(np.asarray(indices).reshape(-1)[np.argmax(bad)])} out "
-                             f"of range 0..{self.num_windows - 1}")
+        # Two reductions instead of elementwise masks: this runs once per batch, per step.
+        if index.size and (index.min() < 0 or index.max() >= self.num_windows):
+            index = np.where(index < 0, index + self.num_windows, index)
+            bad = (index < 0) | (index >= self.num_windows)
+            if bad.any():
+                raise IndexError(f"window {int(np.asarray(indices).reshape(-1)[np.argmax(bad)])} "
+                                 f"out of range 0..{self.num_windows - 1}")
         if self.augmenter is not None:  # per window, as in __getitem__: the same bits
             x = np.stack([self._augmented(int(i)) for i in index]) if index.size else \
                 np.empty((0, self.window_length), np.float32)
