@@ -103,11 +103,11 @@ def normalize_windows(x: np.ndarray, method: str) -> torch.Tensor:
     """Normalise a batch of windows in place; row ``i`` is ``normalize_window(x[i], method)``.
 
     Every row's statistics come from BLAS dot products (its sum and its sum of squares, in
-    float32) and in-place element-wise torch passes apply them. Each row's statistics are computed by their own dot products, so a window
-    gets the same bits whatever batch it is in (a single ``ds[i]`` included) and runs are
-    reproducible. Rows where the one-pass variance would cancel (mean² above half the
-    mean square: a DC offset larger than the vibration, or a flat window) are done exactly
-    by a two-pass float64 path, so a constant window still maps to zeros.
+    float32) and in-place element-wise torch passes apply them. Each row's statistics are
+    its own dot products, so a window gets the same bits whatever batch it is in (a single
+    ``ds[i]`` included) and runs are reproducible. Rows where the one-pass variance would
+    cancel (mean² above half the mean square: a DC offset larger than the vibration, or a
+    flat window) are done by an exact two-pass float64 path, so a flat window maps to zeros.
 
     Args:
         x: float32 ``[B, L]`` C-contiguous windows, a fresh array that this function
