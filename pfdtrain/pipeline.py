@@ -26,6 +26,7 @@ from pfdtrain.training.cnn_callbacks import (Callback, DashboardEventWriter, Ear
                                              GradientMonitor, LearningRateMonitor,
                                              ModelCheckpointCallback, TimingCallback)
 from pfdtrain.training.cnn_trainer import CNNTrainer
+from pfdtrain.training.registry import trainer_class
 from pfdtrain.training.distributed import (DistributedContext, barrier, broadcast_object,
                                            init_distributed, process_device, wrap_model)
 from pfdtrain.training.run_folder import (RunFolderLock, claim_run_dir, clear_run_files,
@@ -136,7 +137,8 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
     steps = optimizer_steps_per_epoch(len(data.train_loader), config.gradient_accumulation_steps)
     scheduler = create_scheduler(optimizer, config.scheduler, config.num_epochs, steps)
     callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
-    _check_trainer_and_loss(config)
+    trainer_cls = trainer_class(config.trainer)
+    trainer_cls.check_config(config)
     criterion, embedding_criterion = build_criterion(config, data)
     common: dict[str, Any] = dict(
         model=wrap_model(model, ctx or DistributedContext(), device,
@@ -163,44 +165,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
                   "sampling_rate": float(data.sampling_rate), "input_length": data.input_length,
                   "dataset_path": str(data.path), "split": data.split_info},
     )
-    if config.trainer == "pinn":
-        from pfdtrain.training.physics_loss_functions import (FrequencyConsistencyLoss,
-                                                              PhysicalConstraintLoss)
-        from pfdtrain.training.pinn_trainer import PINNTrainer
-
-        pc = config.physics
-        return PINNTrainer(**common,
-                           physics_loss=FrequencyConsistencyLoss(data.sampling_rate,
-                                                                 data.class_names),
-                           constraint_loss=PhysicalConstraintLoss(data.class_names),
-                           physics_weight=pc.weight, constraint_weight=pc.constraint_weight,
-                           warmup_epochs=pc.warmup_epochs)
-    if config.trainer == "distillation":
-        from pfdtrain.training.knowledge_distillation import (DistillationLoss,
-                                                              DistillationTrainer, load_teacher)
-
-        dc = config.distillation
-        if dc.teacher is None:
-            raise ConfigError("trainer: distillation needs distillation.teacher, the path of a "
-                              "trained checkpoint, e.g. runs/<teacher run>/checkpoints/best_model.pth")
-        teacher = load_teacher(dc.teacher, data.class_names, device)
-        common["criterion"] = DistillationLoss(temperature=dc.temperature, alpha=dc.alpha)
-        return DistillationTrainer(**common, teacher=teacher)
-    return CNNTrainer(**common)
-
-
-def _check_trainer_and_loss(config: TrainingConfig) -> None:
-    """Refuse loss settings a trainer would otherwise silently ignore."""
-    if config.trainer == "pinn" and config.loss.name == "supcon":
-        raise ConfigError("trainer: pinn combines classification and physics losses; it does "
-                          "not add the supcon embedding term. Use loss.name ce, "
-                          "label_smoothing or focal with trainer: pinn")
-    if config.trainer == "distillation" and (config.loss.name != "ce"
-                                             or config.loss.class_weights != "none"):
-        raise ConfigError("trainer: distillation trains on DistillationLoss (soft teacher "
-                          "targets + cross-entropy); loss.name must stay ce and "
-                          "loss.class_weights none (set distillation.alpha and "
-                          "distillation.temperature instead)")
+    return trainer_cls.from_config(config, data, common)
 
 
 def _model_params(config: TrainingConfig, data: DataBundle) -> dict[str, Any]:
@@ -245,7 +210,7 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
         if ctx.is_main:
             ensure_synthetic_dataset(config)  # generated once, by rank 0
         barrier()
-    data = build_dataloaders(config, with_metadata=config.trainer == "pinn",
+    data = build_dataloaders(config, with_metadata=trainer_class(config.trainer).needs_metadata,
                              num_replicas=ctx.world_size, rank=ctx.rank)
     logger.info(f"Data: {data.path} ({data.num_classes} classes, "
                 f"{len(data.train_loader.dataset)} train / "

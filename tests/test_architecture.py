@@ -165,3 +165,19 @@ def test_readme_losses_and_trainers_table_lists_every_registered_name():
     listed = {line.split("`")[1].split(": ")[1] for line in rows
               if line.startswith("| `loss.name: ") or line.startswith("| `trainer: ")}
     assert listed <= set(LOSS_NAMES) | set(TRAINERS), listed  # nothing that no longer exists
+
+
+def test_trainers_are_built_through_the_registry_hooks_only():
+    """A new trainer is one module plus one TRAINERS entry: the pipeline and evaluation ask
+    the registered class (needs_metadata, check_config, from_config), never its name."""
+    from pfdtrain.training.cnn_trainer import CNNTrainer
+    from pfdtrain.training.registry import TRAINERS, trainer_class
+
+    for name in TRAINERS:
+        cls = trainer_class(name)
+        assert issubclass(cls, CNNTrainer) and isinstance(cls.needs_metadata, bool), name
+    assert trainer_class("pinn").needs_metadata and not trainer_class("cnn").needs_metadata
+    for module in ("pipeline.py", "evaluation/evaluate.py", "evaluation/predict.py", "cli.py"):
+        source = (ROOT / "pfdtrain" / module).read_text()
+        for name in TRAINERS:
+            assert f'trainer == "{name}"' not in source, (module, name)

@@ -51,11 +51,11 @@ def content_hash(splits: Mapping[str, RecordSplit], class_names: Sequence[str],
         if isinstance(arr, LazySignals):  # streamed: hashed chunk by chunk, same digest
             h.update(f"{name}|{np.dtype(dtype).str}|{arr.shape}|".encode())
             for chunk in arr.iter_chunks():
-                h.update(np.ascontiguousarray(chunk, dtype=np.dtype(dtype)).tobytes())
+                h.update(memoryview(np.ascontiguousarray(chunk, dtype=np.dtype(dtype))))
             return
         arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype))
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-        h.update(arr.tobytes())
+        h.update(memoryview(arr))  # the array's own buffer: no copy of a large dataset
 
     for split_name in _split_names(splits):
         split = splits[split_name]

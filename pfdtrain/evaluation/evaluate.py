@@ -39,6 +39,7 @@ from pfdtrain import __version__
 # Re-exported here, where callers have always found them.
 from pfdtrain.errors import EvaluationError
 from pfdtrain.evaluation.batches import forward_batch, model_takes_metadata
+from pfdtrain.training.registry import trainer_class
 
 PathLike = Union[str, Path]
 
@@ -459,7 +460,7 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
             config.data.cache_dir = str(run_root / config.data.cache_dir)
     if batch_size is not None:
         config.data.batch_size = int(batch_size)
-    with_metadata = config.trainer == "pinn" and model_takes_metadata(model)
+    with_metadata = trainer_class(config.trainer).needs_metadata and model_takes_metadata(model)
     if split == ALL_RECORDS:
         if data is None:
             raise EvaluationError(

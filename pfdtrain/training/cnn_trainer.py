@@ -16,7 +16,7 @@ import sys
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -31,6 +31,10 @@ from pfdtrain.training.checkpoint import (CheckpointError, capture_rng_state, lo
 from pfdtrain.training.cnn_callbacks import Callback, CallbackList
 from pfdtrain.training.distributed import agree_any, all_reduce_sum, is_distributed
 from pfdtrain.utils.logging import get_logger
+
+if TYPE_CHECKING:  # annotations only: the config and data modules do not import trainers
+    from pfdtrain.config.training_config import TrainingConfig
+    from pfdtrain.data.windows import DataBundle
 
 logger = get_logger(__name__)
 
@@ -69,7 +73,34 @@ class CNNTrainer:
         >>> trainer = CNNTrainer(model, train_loader, val_loader, optimizer=opt,
         ...                      lr_scheduler=sched, mixed_precision=True)
         >>> history = trainer.fit(20)
+
+    A trainer registered in :data:`pfdtrain.training.registry.TRAINERS` is built by the
+    pipeline through three class-level hooks, so a new trainer is one new module plus one
+    registry entry: :attr:`needs_metadata`, :meth:`check_config` and :meth:`from_config`.
     """
+
+    #: Batches carry the records' operating metadata as a third element (``pinn``).
+    needs_metadata: bool = False
+
+    @classmethod
+    def check_config(cls, config: "TrainingConfig") -> None:
+        """Refuse settings this trainer would silently ignore (before any data is read).
+
+        Raises:
+            ConfigError: naming the setting and the fix.
+        """
+
+    @classmethod
+    def from_config(cls, config: "TrainingConfig", data: "DataBundle",
+                    common: dict[str, Any]) -> "CNNTrainer":
+        """The trainer for ``config``: ``common`` holds the constructor arguments every
+        trainer takes (model, loaders, optimizer, device, config, ...), built by the
+        pipeline; a subclass adds its own from the config and the data.
+
+        Example:
+            >>> trainer_class(config.trainer).from_config(config, data, common)
+        """
+        return cls(**common)
 
     def __init__(
         self,

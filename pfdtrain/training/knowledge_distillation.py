@@ -11,17 +11,22 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pfdtrain.config.training_config import ConfigError
 from pfdtrain.errors import TrainingError
 from pfdtrain.evaluation.loading import load_model_for_evaluation
 from pfdtrain.training.checkpoint import CheckpointError
 from pfdtrain.training.cnn_losses import LossConfigError, _check_real, _float32_if_half
 from pfdtrain.training.cnn_trainer import CNNTrainer
+
+if TYPE_CHECKING:
+    from pfdtrain.config.training_config import TrainingConfig
+    from pfdtrain.data.windows import DataBundle
 
 __all__ = ["DistillationLoss", "DistillationTrainer", "load_teacher"]
 
@@ -142,6 +147,26 @@ class DistillationTrainer(CNNTrainer):
         ...                               teacher=teacher, criterion=DistillationLoss(
         ...                                   temperature=4, alpha=0.7))  # doctest: +SKIP
     """
+
+    @classmethod
+    def check_config(cls, config: "TrainingConfig") -> None:
+        if config.loss.name != "ce" or config.loss.class_weights != "none":
+            raise ConfigError("trainer: distillation trains on DistillationLoss (soft teacher "
+                              "targets + cross-entropy); loss.name must stay ce and "
+                              "loss.class_weights none (set distillation.alpha and "
+                              "distillation.temperature instead)")
+        if config.distillation.teacher is None:
+            raise ConfigError("trainer: distillation needs distillation.teacher, the path of a "
+                              "trained checkpoint, e.g. "
+                              "runs/<teacher run>/checkpoints/best_model.pth")
+
+    @classmethod
+    def from_config(cls, config: "TrainingConfig", data: "DataBundle",
+                    common: dict[str, Any]) -> "DistillationTrainer":
+        dc = config.distillation
+        teacher = load_teacher(dc.teacher, data.class_names, common["device"])
+        criterion = DistillationLoss(temperature=dc.temperature, alpha=dc.alpha)
+        return cls(**{**common, "criterion": criterion}, teacher=teacher)
 
     def __init__(self, *args: Any, teacher: nn.Module, **kwargs: Any) -> None:
         kwargs.setdefault("criterion", DistillationLoss())

@@ -16,14 +16,20 @@ Example:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
 
+from pfdtrain.config.training_config import ConfigError
 from pfdtrain.errors import TrainingError
 from pfdtrain.training.cnn_trainer import CNNTrainer
-from pfdtrain.training.physics_loss_functions import MultiTaskLoss
+from pfdtrain.training.physics_loss_functions import (FrequencyConsistencyLoss, MultiTaskLoss,
+                                                      PhysicalConstraintLoss)
+
+if TYPE_CHECKING:
+    from pfdtrain.config.training_config import TrainingConfig
+    from pfdtrain.data.windows import DataBundle
 
 
 class PINNTrainer(CNNTrainer):
@@ -41,6 +47,25 @@ class PINNTrainer(CNNTrainer):
     Example:
         >>> PINNTrainer(model, train_loader, physics_loss=loss, physics_weight=0.1).fit(10)
     """
+
+    needs_metadata = True
+
+    @classmethod
+    def check_config(cls, config: "TrainingConfig") -> None:
+        if config.loss.name == "supcon":
+            raise ConfigError("trainer: pinn combines classification and physics losses; it "
+                              "does not add the supcon embedding term. Use loss.name ce, "
+                              "label_smoothing or focal with trainer: pinn")
+
+    @classmethod
+    def from_config(cls, config: "TrainingConfig", data: "DataBundle",
+                    common: dict[str, Any]) -> "PINNTrainer":
+        pc = config.physics
+        return cls(**common,
+                   physics_loss=FrequencyConsistencyLoss(data.sampling_rate, data.class_names),
+                   constraint_loss=PhysicalConstraintLoss(data.class_names),
+                   physics_weight=pc.weight, constraint_weight=pc.constraint_weight,
+                   warmup_epochs=pc.warmup_epochs)
 
     def __init__(self, *args: Any, physics_loss: nn.Module,
                  constraint_loss: Optional[nn.Module] = None, physics_weight: float = 0.1,
