@@ -161,7 +161,10 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
         config=config,
         metadata={"class_names": list(data.class_names), "dataset_hash": data.content_hash,
                   "sampling_rate": float(data.sampling_rate), "input_length": data.input_length,
-                  "dataset_path": str(data.path), "split": data.split_info},
+                  "dataset_path": str(data.path), "split": data.split_info,
+                  # The evaluation team's keys for the model input: evaluate and predict
+                  # rebuild the transform from "transform"; windows are cut at window_length.
+                  "transform": data.transform, "window_length": config.data.window_length},
     )
     if config.trainer == "pinn":
         from pfdtrain.training.physics_loss_functions import (FrequencyConsistencyLoss,
@@ -190,7 +193,15 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
 
 
 def _check_trainer_and_loss(config: TrainingConfig) -> None:
-    """Refuse loss settings a trainer would otherwise silently ignore."""
+    """Refuse loss settings a trainer would otherwise silently ignore, and physics that
+    would read a transformed input as a time signal."""
+    if config.data.transform != "raw" and (config.trainer == "pinn"
+                                           or config.model.name == "hybrid_pinn"):
+        what = "trainer: pinn" if config.trainer == "pinn" else "model.name: hybrid_pinn"
+        raise ConfigError(f"{what} computes band energies of the model input as a time signal "
+                          f"at the sampling rate, but data.transform = "
+                          f"{config.data.transform!r} feeds it another quantity; use "
+                          f"data.transform: raw with it, or another trainer/model")
     if config.trainer == "pinn" and config.loss.name == "supcon":
         raise ConfigError("trainer: pinn combines classification and physics losses; it does "
                           "not add the supcon embedding term. Use loss.name ce, "
