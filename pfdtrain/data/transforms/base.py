@@ -56,14 +56,16 @@ def rfft_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def irfft_rows(spectrum: torch.Tensor, n: int) -> torch.Tensor:
-    """``torch.fft.irfft(·, n)`` of every row of ``spectrum`` ``[B, n // 2 + 1]``, each alone.
+    """``torch.fft.irfft(·, n)`` along the last axis, one call per window (first axis).
 
     Args:
-        spectrum: complex64 ``[B, n // 2 + 1]``.
+        spectrum: complex64 ``[B, n // 2 + 1]``, or ``[B, m, n // 2 + 1]`` for ``m`` spectra
+            of each window (one call per window: the result still depends on that window
+            alone).
         n: length of the real output rows.
 
     Returns:
-        float32 ``[B, n]``.
+        float32 ``[B, n]`` (``[B, m, n]``).
 
     Example:
         >>> x = torch.randn(3, 16)
