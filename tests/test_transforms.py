@@ -167,14 +167,32 @@ def rolling_runs(tmp_path_factory):
     runs = {}
     for name, params in (("fft", {}), ("envelope", {"band_hz": [2000, 5000]}),
                          ("order", {"samples_per_rev": 64, "revolutions": 2})):
-        config = json.loads(json.dumps(TINY_CLI_CONFIG))
-        config.update(num_epochs=1, name=name, output_dir=str(root / "runs"), device="cpu")
-        config["synthetic"] = {"kind": "rolling_element", "record_duration": 0.5,
-                               "records_per_class": 6}
-        config["data"].update(window_length=2048, window_stride=2048, transform=name,
-                              transform_params=params, cache_dir=str(root / "data"))
-        runs[name] = run_training(TrainingConfig.from_dict(config), progress_bar=False)
+        runs[name] = run_training(_rolling_config(root, name, name, params),
+                                  progress_bar=False)
     return root, runs
+
+
+def _rolling_config(root, run_name, transform, params):
+    config = json.loads(json.dumps(TINY_CLI_CONFIG))
+    config.update(num_epochs=1, name=run_name, output_dir=str(root / "runs"), device="cpu")
+    config["synthetic"] = {"kind": "rolling_element", "record_duration": 0.5,
+                           "records_per_class": 6}
+    config["data"].update(window_length=2048, window_stride=2048, transform=transform,
+                          transform_params=params, cache_dir=str(root / "data"))
+    return TrainingConfig.from_dict(config)
+
+
+def test_a_run_with_a_transform_is_bitwise_reproducible(rolling_runs):
+    from pfdtrain.pipeline import run_training
+
+    root, runs = rolling_runs
+    again = run_training(_rolling_config(root, "order-again", "order",
+                                         {"samples_per_rev": 64, "revolutions": 2}),
+                         progress_bar=False)
+    assert again.history == runs["order"].history
+    first = runs["order"].trainer.model.state_dict()
+    for key, value in again.trainer.model.state_dict().items():
+        assert torch.equal(value, first[key]), key
 
 
 @pytest.mark.parametrize("name", ["fft", "envelope", "order"])
