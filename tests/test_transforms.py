@@ -172,9 +172,10 @@ def rolling_runs(tmp_path_factory):
     return root, runs
 
 
-def _rolling_config(root, run_name, transform, params):
+def _rolling_config(root, run_name, transform, params, epochs=1):
     config = json.loads(json.dumps(TINY_CLI_CONFIG))
-    config.update(num_epochs=1, name=run_name, output_dir=str(root / "runs"), device="cpu")
+    config.update(num_epochs=epochs, name=run_name, output_dir=str(root / "runs"),
+                  device="cpu")
     config["synthetic"] = {"kind": "rolling_element", "record_duration": 0.5,
                            "records_per_class": 6}
     config["data"].update(window_length=2048, window_stride=2048, transform=transform,
@@ -182,17 +183,21 @@ def _rolling_config(root, run_name, transform, params):
     return TrainingConfig.from_dict(config)
 
 
-def test_a_run_with_a_transform_is_bitwise_reproducible(rolling_runs):
-    from pfdtrain.pipeline import run_training
+def test_a_run_with_a_transform_is_reproducible_and_resumes_exactly(rolling_runs):
+    from pfdtrain.pipeline import resume_training, run_training
 
     root, runs = rolling_runs
-    again = run_training(_rolling_config(root, "order-again", "order",
-                                         {"samples_per_rev": 64, "revolutions": 2}),
-                         progress_bar=False)
-    assert again.history == runs["order"].history
-    first = runs["order"].trainer.model.state_dict()
-    for key, value in again.trainer.model.state_dict().items():
-        assert torch.equal(value, first[key]), key
+    params = {"samples_per_rev": 64, "revolutions": 2}
+    part = run_training(_rolling_config(root, "order-part", "order", params),
+                        progress_bar=False)
+    assert part.history == runs["order"].history  # the same run again: the same history
+    full = run_training(_rolling_config(root, "order-full", "order", params, epochs=2),
+                        progress_bar=False)
+    resumed = resume_training(part.run_dir, num_epochs=2, progress_bar=False)
+    assert resumed.history == full.history
+    weights = full.trainer.model.state_dict()
+    for key, value in resumed.trainer.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
 
 
 @pytest.mark.parametrize("name", ["fft", "envelope", "order"])
