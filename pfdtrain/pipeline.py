@@ -186,7 +186,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
         if dc.teacher is None:
             raise ConfigError("trainer: distillation needs distillation.teacher, the path of a "
                               "trained checkpoint, e.g. runs/<teacher run>/checkpoints/best_model.pth")
-        teacher = load_teacher(dc.teacher, data.class_names, device)
+        teacher = load_teacher(dc.teacher, data.class_names, device, data.transform)
         common["criterion"] = DistillationLoss(temperature=dc.temperature, alpha=dc.alpha)
         return DistillationTrainer(**common, teacher=teacher)
     return CNNTrainer(**common)

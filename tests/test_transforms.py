@@ -260,3 +260,15 @@ def _rpms(path, record_ids):
     pool = RecordSplit.concat(list(data.splits.values()))
     where = {rid: i for i, rid in enumerate(pool.record_ids)}
     return [float(pool.metadata["rpm"][where[r]]) for r in record_ids]
+
+
+def test_a_distillation_teacher_must_have_the_students_transform(rolling_runs):
+    from pfdtrain.training.checkpoint import CheckpointError
+    from pfdtrain.training.knowledge_distillation import load_teacher
+
+    _, runs = rolling_runs
+    teacher = runs["fft"].run_dir / "checkpoints" / "best_model.pth"
+    names = runs["fft"].data.class_names
+    load_teacher(teacher, names, "cpu", runs["fft"].data.transform)
+    with pytest.raises(CheckpointError, match="trained on data.transform fft.*envelope"):
+        load_teacher(teacher, names, "cpu", runs["envelope"].data.transform)
