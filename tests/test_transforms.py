@@ -272,3 +272,11 @@ def test_a_distillation_teacher_must_have_the_students_transform(rolling_runs):
     load_teacher(teacher, names, "cpu", runs["fft"].data.transform)
     with pytest.raises(CheckpointError, match="trained on data.transform fft.*envelope"):
         load_teacher(teacher, names, "cpu", runs["envelope"].data.transform)
+
+
+def test_a_bad_band_on_the_command_line_is_one_error_line(tmp_path):
+    proc = run_cli("train", "--set", "data.transform=envelope", "--set",
+                   "data.transform_params={band_hz: [5000, 2000]}", cwd=tmp_path, expect=2)
+    assert proc.stderr.startswith("pfdtrain: error: data.transform_params.band_hz = "
+                                  "[5000, 2000] is inverted or empty")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
