@@ -220,10 +220,12 @@ def _check_compatible(metadata: dict, class_names: Sequence[str], sampling_rate:
             f"(e.g. scipy.signal.resample_poly) and write the dataset again.")
     trained_length = metadata.get("input_length")
     if trained_length is not None and int(trained_length) != int(input_length):
+        # With an input transform the model input is not the window; the fix is the window.
+        window = int(metadata.get("window_length") or trained_length)
         raise EvaluationError(
-            f"{checkpoint} was trained on windows of {int(trained_length)} samples, but the "
-            f"evaluation windows have {int(input_length)}; evaluate with "
-            f"data.window_length = {int(trained_length)}.")
+            f"{checkpoint} was trained on model inputs of {int(trained_length)} values "
+            f"(windows of {window} samples), but the evaluation inputs have "
+            f"{int(input_length)}; evaluate with data.window_length = {window}.")
 
 
 # --------------------------------------------------------------------------------------------
