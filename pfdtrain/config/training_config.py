@@ -94,7 +94,7 @@ class DataConfig:
                                  "memory; larger ones are streamed", min=1)
     transform: str = _opt(next(iter(TRANSFORMS)), "model input made from each normalised "
                           "window (docs/data.md 6.4): " + "; ".join(
-                              f"{name} = {cls.what}" for name, cls in TRANSFORMS.items()),
+                              f"{name} = {cls.what.split(' (')[0]}" for name, cls in TRANSFORMS.items()),
                           choices=list(TRANSFORMS))
     transform_params: dict = _opt({}, "parameters of data.transform, e.g. {band_hz: [2000, "
                                   "5000]}: " + "; ".join(
