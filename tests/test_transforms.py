@@ -106,6 +106,7 @@ def test_batched_windows_are_bitwise_the_single_windows(name):
         assert int(labels[row]) == int(y)
     assert torch.equal(ds.__getitems__(index[:3]).collated[0], batch[:3])
     assert torch.isfinite(batch).all()
+    assert ds.__getitems__([]).collated[0].shape == (0, 1, ds.transform.output_length)
 
 
 def test_a_transform_needing_the_speed_refuses_data_without_it():

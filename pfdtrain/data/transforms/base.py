@@ -50,8 +50,8 @@ def rfft_rows(x: torch.Tensor) -> torch.Tensor:
         >>> rfft_rows(torch.ones(2, 8))[:, 0]
         tensor([8.+0.j, 8.+0.j])
     """
-    if x.shape[0] == 0:
-        return torch.fft.rfft(x, dim=-1)
+    if x.shape[0] == 0:  # an empty batch (MKL refuses a zero-size transform)
+        return torch.zeros((*x.shape[:-1], x.shape[-1] // 2 + 1), dtype=torch.complex64)
     return torch.cat([torch.fft.rfft(x[i:i + 1].clone(), dim=-1) for i in range(x.shape[0])])
 
 
@@ -72,8 +72,8 @@ def irfft_rows(spectrum: torch.Tensor, n: int) -> torch.Tensor:
         >>> torch.allclose(irfft_rows(rfft_rows(x), 16), x, atol=1e-6)
         True
     """
-    if spectrum.shape[0] == 0:
-        return torch.fft.irfft(spectrum, n=n, dim=-1)
+    if spectrum.shape[0] == 0:  # an empty batch (MKL refuses a zero-size transform)
+        return torch.zeros((*spectrum.shape[:-1], n), dtype=torch.float32)
     return torch.cat([torch.fft.irfft(spectrum[i:i + 1].clone(), n=n, dim=-1)
                       for i in range(spectrum.shape[0])])
 
