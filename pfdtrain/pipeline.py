@@ -139,6 +139,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
     callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
     trainer_cls = trainer_class(config.trainer)
     trainer_cls.check_config(config)
+    _check_transform_and_physics(config)
     criterion, embedding_criterion = build_criterion(config, data)
     common: dict[str, Any] = dict(
         model=wrap_model(model, ctx or DistributedContext(), device,
@@ -163,9 +164,23 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
         config=config,
         metadata={"class_names": list(data.class_names), "dataset_hash": data.content_hash,
                   "sampling_rate": float(data.sampling_rate), "input_length": data.input_length,
-                  "dataset_path": str(data.path), "split": data.split_info},
+                  "dataset_path": str(data.path), "split": data.split_info,
+                  # The evaluation team's keys for the model input: evaluate and predict
+                  # rebuild the transform from "transform"; windows are cut at window_length.
+                  "transform": data.transform, "window_length": config.data.window_length},
     )
     return trainer_cls.from_config(config, data, common)
+
+
+def _check_transform_and_physics(config: TrainingConfig) -> None:
+    """Refuse physics that would read a transformed input as a time signal."""
+    if config.data.transform != "raw" and (config.trainer == "pinn"
+                                           or config.model.name == "hybrid_pinn"):
+        what = "trainer: pinn" if config.trainer == "pinn" else "model.name: hybrid_pinn"
+        raise ConfigError(f"{what} computes band energies of the model input as a time signal "
+                          f"at the sampling rate, but data.transform = "
+                          f"{config.data.transform!r} feeds it another quantity; use "
+                          f"data.transform: raw with it, or another trainer/model")
 
 
 def _model_params(config: TrainingConfig, data: DataBundle) -> dict[str, Any]:

@@ -181,3 +181,33 @@ def test_trainers_are_built_through_the_registry_hooks_only():
         source = (ROOT / "pfdtrain" / module).read_text()
         for name in TRAINERS:
             assert f'trainer == "{name}"' not in source, (module, name)
+
+
+def test_input_transforms_are_one_module_and_one_registry_entry_each():
+    """data.transform's choices, the README table and the transform modules must not drift
+    from TRANSFORMS: a transform is its own module under pfdtrain/data/transforms/ plus its
+    registry entry, nothing else."""
+    import dataclasses
+    import importlib
+
+    from pfdtrain.config.training_config import DataConfig
+    from pfdtrain.data.transforms import TRANSFORMS, InputTransform, transforms_markdown
+
+    field = next(f for f in dataclasses.fields(DataConfig) if f.name == "transform")
+    assert field.metadata["choices"] == list(TRANSFORMS)
+    assert field.default == next(iter(TRANSFORMS)) == "raw"
+    assert transforms_markdown() in (ROOT / "README.md").read_text()
+    folder = PACKAGE / "data" / "transforms"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "base"}
+    defining = {}
+    for stem in modules:
+        module = importlib.import_module(f"pfdtrain.data.transforms.{stem}")
+        classes = [v for v in vars(module).values() if isinstance(v, type)
+                   and issubclass(v, InputTransform) and v is not InputTransform
+                   and v.__module__ == module.__name__]
+        assert len(classes) == 1, (stem, classes)  # one transform per module
+        defining[classes[0].name] = classes[0]
+    assert defining == TRANSFORMS  # every module registered, every entry has its module
+    for name, cls in TRANSFORMS.items():
+        assert cls.name == name and cls.what and cls.__doc__ and "Example" in cls.__doc__
+        assert f"| `{name}` |" in transforms_markdown()

@@ -27,6 +27,7 @@ import yaml
 
 from pfdtrain.data.augment import AUGMENTATIONS
 from pfdtrain.data.synthetic_kinds import SYNTHETIC_KINDS
+from pfdtrain.data.transforms import TRANSFORMS, TransformError, check_transform_params
 from pfdtrain.errors import PfdtrainError
 # The name registries: config choices (and so the README table) are derived from them.
 from pfdtrain.models import MODEL_REGISTRY
@@ -91,6 +92,32 @@ class DataConfig:
                           "signals fit in memory_budget_mb", choices=["auto", "true", "false"])
     memory_budget_mb: int = _opt(2048, "in_memory auto: largest dataset (signals, MiB) kept in "
                                  "memory; larger ones are streamed", min=1)
+    transform: str = _opt(next(iter(TRANSFORMS)), "model input made from each normalised "
+                          "window (docs/data.md 6.4): " + "; ".join(
+                              f"{name} = {cls.what.split(' (')[0]}" for name, cls in TRANSFORMS.items()),
+                          choices=list(TRANSFORMS))
+    transform_params: dict = _opt({}, "parameters of data.transform, e.g. {band_hz: [2000, "
+                                  "5000]}: " + "; ".join(
+                                      f"{name}: {', '.join(cls.defaults)}"
+                                      for name, cls in TRANSFORMS.items() if cls.defaults))
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse transform parameters that cannot work whatever the data (an unknown
+        parameter, an inverted band); the ones that depend on the sampling rate (a band
+        above the Nyquist frequency) are checked when the data are loaded.
+
+        Raises:
+            ConfigError: names the key and the fix.
+        """
+        if self.transform not in TRANSFORMS:
+            return  # the choices check names it (with the closest match)
+        try:
+            check_transform_params(self.transform, self.transform_params)
+        except TransformError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _number_list(value: Any, where: str, length: Optional[int] = None) -> list[float]:

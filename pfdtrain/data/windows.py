@@ -30,7 +30,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from pfdtrain.config.training_config import TrainingConfig
+from pfdtrain.config.training_config import ConfigError, TrainingConfig
 from pfdtrain.data.augment import WindowAugmenter
 from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
@@ -38,6 +38,8 @@ from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.data.splits import SplitWarning, check_no_leakage, resolve_splits
 from pfdtrain.data.storage import keep_in_memory, read_dataset, verify_content_hash
 from pfdtrain.data.synthetic_cache import load_synthetic_dataset
+from pfdtrain.data.transforms import (InputTransform, TransformError, make_transform,
+                                      record_speeds_hz)
 from pfdtrain.utils.logging import get_logger
 from pfdtrain.utils.reproducibility import seed_worker
 
@@ -300,6 +302,21 @@ class WindowDataset(Dataset):
         self.epoch = 0
         self._sliding: Optional[np.ndarray] = None
 
+    # ---- input transform hook (pfdtrain.data.transforms; docs/data.md §6.4) --------------
+    # Set by attach_transform after construction (the constructor is unchanged); class
+    # defaults, so a dataset without a transform gives the windows as they were.
+    transform: Optional[InputTransform] = None
+    record_speed_hz: Optional[np.ndarray] = None  # float64 [N] rev/s, transforms needing speed
+
+    def _transformed(self, x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        """The model input of the normalised windows ``x`` ``[B, L]`` (windows ``index``)."""
+        if self.transform is None:
+            return x
+        speed = (None if self.record_speed_hz is None else
+                 torch.from_numpy(self.record_speed_hz[self.window_record[index]]))
+        return self.transform(x, speed)
+    # ---- end of the input transform hook ------------------------------------------------
+
     def set_epoch(self, epoch: int) -> None:
         """The training epoch, which seeds the augmentation draws (the trainer calls it with
         the sampler's ``set_epoch``; without an augmenter it changes nothing)."""
@@ -350,7 +367,7 @@ class WindowDataset(Dataset):
         if self.snr_db is not None:
             view = view + self._noise(view, index)
         x = normalize_window(view, self.normalization)  # one window-sized copy
-        item = (torch.from_numpy(x).unsqueeze(0),
+        item = (self._transformed(torch.from_numpy(x).unsqueeze(0), np.array([index])),
                 torch.tensor(int(self.labels[index]), dtype=torch.int64))
         if self.metadata is None:
             return item
@@ -384,7 +401,8 @@ class WindowDataset(Dataset):
         if self.snr_db is not None:
             for row, i in enumerate(index):  # noise is seeded per window: one draw per row
                 x[row] += self._noise(x[row], int(i))
-        collated = [normalize_windows(x, self.normalization).unsqueeze(1),
+        collated = [self._transformed(normalize_windows(x, self.normalization),
+                                      index).unsqueeze(1),
                     torch.from_numpy(self.labels[index])]
         if self.metadata is not None:
             record = self.window_record[index]
@@ -466,12 +484,15 @@ class DataBundle:
         sampling_rate: samples per second.
         content_hash: sha256 of the dataset file's content (identifies the data in runs).
         path: the dataset file.
-        input_length: samples per window (model input length).
+        input_length: model input length: the transform's output length (``data.transform``;
+            ``data.window_length`` for ``raw``).
         num_classes: ``len(class_names)``.
         split_info: how the splits were made (JSON-able; see
             :func:`pfdtrain.data.splits.make_splits`): strategy, parameters, per-split record
             counts, ids and (time split) source sample ranges. Stored with checkpoints and
             test metrics so a result names the exact split it was measured on.
+        transform: the input transform as checkpoints record it (``{"name", "params",
+            "output_length"}``, :meth:`InputTransform.describe`).
     """
 
     train_loader: DataLoader
@@ -484,6 +505,8 @@ class DataBundle:
     input_length: int
     num_classes: int
     split_info: dict = dataclasses.field(default_factory=dict)
+    transform: dict = dataclasses.field(default_factory=lambda: {
+        "name": "raw", "params": {}, "output_length": None})
 
 
 def _check_window_length(data: LoadedDataset, splits: Mapping[str, RecordSplit],
@@ -582,9 +605,12 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
             # forked loader workers start without one (each opens its own on first read).
             signals.close()
 
+    transform = build_transform(config, data.sampling_rate)
+
     def dataset(name: str) -> WindowDataset:
-        return WindowDataset.from_split(splits[name], dc.window_length, dc.window_stride,
-                                        dc.normalization, with_metadata=with_metadata)
+        ds = WindowDataset.from_split(splits[name], dc.window_length, dc.window_stride,
+                                      dc.normalization, with_metadata=with_metadata)
+        return attach_transform(ds, transform, splits[name].metadata, str(data.path))
 
     augmenter = WindowAugmenter.from_config(config.augment)
     if augmenter is not None:
@@ -627,5 +653,68 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
     return DataBundle(train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
                       class_names=list(data.class_names), sampling_rate=data.sampling_rate,
                       content_hash=data.content_hash, path=data.path,
-                      input_length=dc.window_length, num_classes=len(data.class_names),
-                      split_info=split_info)
+                      input_length=transform.output_length,
+                      num_classes=len(data.class_names), split_info=split_info,
+                      transform=transform.describe())
+
+
+# --------------------------------------------------------------------------------------------
+# Input transforms (pfdtrain.data.transforms): building one and attaching it to a dataset
+# --------------------------------------------------------------------------------------------
+
+def build_transform(config: TrainingConfig, sampling_rate: float) -> InputTransform:
+    """The ``data.transform`` of ``config`` for data at ``sampling_rate``.
+
+    Raises:
+        ConfigError: a setting the data cannot support (a band above the Nyquist frequency).
+
+    Example:
+        >>> build_transform(config, 12000).describe()
+        {'name': 'raw', 'params': {}, 'output_length': 6400}
+    """
+    dc = config.data
+    try:
+        return make_transform(dc.transform, dc.transform_params, sampling_rate,
+                              dc.window_length)
+    except TransformError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+_SPEED_FIX = ("give every recording its speed (an 'rpm' column in the import manifest; "
+              "the CWRU and Paderborn importers and the synthetic generators store it)")
+
+
+def attach_transform(dataset: WindowDataset, transform: InputTransform,
+                     metadata: Mapping[str, Any], where: str, fix: str = _SPEED_FIX
+                     ) -> WindowDataset:
+    """Make ``dataset`` give ``transform``'s output for each window (returns it).
+
+    A transform that needs the shaft speed gets each record's from ``metadata`` (``rpm``, or
+    ``speed_hz``); windows too short for it at the slowest record are refused.
+
+    Args:
+        dataset: the windows.
+        transform: the input transform.
+        metadata: the records' metadata columns (``RecordSplit.metadata``).
+        where: the data's name for messages (the dataset path, the recording).
+        fix: how the user supplies a missing speed (for the message).
+
+    Raises:
+        DataError: the transform needs a speed the records lack.
+        ConfigError: windows too short for the transform at the slowest record.
+
+    Example:
+        >>> ds = attach_transform(ds, make_transform("fft", {}, 12000, 1024), split.metadata,
+        ...                       "data.h5")
+        >>> ds[0][0].shape
+        torch.Size([1, 513])
+    """
+    dataset.transform = transform
+    if transform.needs_speed:
+        speeds = record_speeds_hz(metadata, dataset.record_ids, where, fix)
+        try:
+            transform.check_speeds(speeds, dataset.record_ids)
+        except TransformError as exc:
+            raise ConfigError(str(exc)) from None
+        dataset.record_speed_hz = speeds
+    return dataset

@@ -221,10 +221,12 @@ def _check_compatible(metadata: dict, class_names: Sequence[str], sampling_rate:
             f"(e.g. scipy.signal.resample_poly) and write the dataset again.")
     trained_length = metadata.get("input_length")
     if trained_length is not None and int(trained_length) != int(input_length):
+        # With an input transform the model input is not the window; the fix is the window.
+        window = int(metadata.get("window_length") or trained_length)
         raise EvaluationError(
-            f"{checkpoint} was trained on windows of {int(trained_length)} samples, but the "
-            f"evaluation windows have {int(input_length)}; evaluate with "
-            f"data.window_length = {int(trained_length)}.")
+            f"{checkpoint} was trained on model inputs of {int(trained_length)} values "
+            f"(windows of {window} samples), but the evaluation inputs have "
+            f"{int(input_length)}; evaluate with data.window_length = {window}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def _whole_file(config: Any, with_metadata: bool) -> _Target:
     """Every recording of ``config.data.source`` as one window dataset (``--split all``)."""
     from pfdtrain.data.records import RecordSplit
     from pfdtrain.data.storage import read_dataset
-    from pfdtrain.data.windows import WindowDataset
+    from pfdtrain.data.windows import WindowDataset, attach_transform, build_transform
 
     data = read_dataset(config.data.source, verify_hash=True)
     pool = RecordSplit.concat(list(data.splits.values()))
@@ -257,8 +259,10 @@ def _whole_file(config: Any, with_metadata: bool) -> _Target:
                                            dc.normalization, with_metadata=with_metadata)
     except ValueError as exc:  # a recording shorter than the model's window
         raise EvaluationError(f"{data.path}: {exc}") from None
+    transform = build_transform(config, data.sampling_rate)
+    attach_transform(dataset, transform, pool.metadata, str(data.path))
     return _Target(Path(data.path), data.content_hash, list(data.class_names),
-                   float(data.sampling_rate), int(dc.window_length), dataset)
+                   float(data.sampling_rate), int(transform.output_length), dataset)
 
 
 def score_predictions(logits: np.ndarray, targets: np.ndarray, dataset: Any,
@@ -443,6 +447,12 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     # Evaluation scores the recordings as they are: training augmentation never applies,
     # not even to --split train.
     config.augment.enabled = False
+    # The model input is made as in training: the transform the checkpoint records (a
+    # checkpoint from before transforms records none and its config none: raw).
+    stored_transform = metadata.get("transform") or {}
+    if stored_transform.get("name"):
+        config.data.transform = stored_transform["name"]
+        config.data.transform_params = dict(stored_transform.get("params") or {})
     run_dir = _run_folder(checkpoint)
     run_root = run_dir.parent.parent if checkpoint.parent.name == "checkpoints" else None
     training_hash = metadata.get("dataset_hash")
@@ -530,6 +540,8 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
         "class_names": class_names,
         "sampling_rate": target.sampling_rate,
         "input_length": target.input_length,
+        "window_length": int(config.data.window_length),
+        "transform": {"name": config.data.transform, "params": config.data.transform_params},
         "window_stride": int(config.data.window_stride),
         "normalization": config.data.normalization,
         "num_windows": int(targets.shape[0]),
@@ -621,6 +633,9 @@ def render_report(metrics: dict[str, Any]) -> str:
     """
     m = metrics
     rate = m["sampling_rate"]
+    # Older metrics files have no window_length / transform: their input was the raw window.
+    window = m.get("window_length", m["input_length"])
+    transform = (m.get("transform") or {}).get("name", "raw")
     lines = [
         f"# Evaluation: {Path(m['checkpoint']).name}",
         "",
@@ -631,8 +646,9 @@ def render_report(metrics: dict[str, Any]) -> str:
            f" (**not** the training data, `{str(m['training_dataset_hash'])[:12]}`)"),
         f"- Split: **{m['split']}** — {m['num_windows']} windows from {m['num_recordings']} "
         f"recordings",
-        f"- Windows: {m['input_length']} samples ({m['input_length'] / rate:g} s at {rate:g} Hz), "
-        f"stride {m['window_stride']}, normalisation `{m['normalization']}`",
+        f"- Windows: {window} samples ({window / rate:g} s at {rate:g} Hz), "
+        f"stride {m['window_stride']}, normalisation `{m['normalization']}`, input transform "
+        f"`{transform}` ({m['input_length']} model inputs)",
         f"- Evaluated: {m['timestamp']} (pfdtrain {m['pfdtrain_version']})",
         "",
         "## Headline" + (" (source-only: no target data used)" if m.get("adapt_bn") else ""),

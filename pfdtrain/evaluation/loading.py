@@ -36,7 +36,10 @@ def load_model_for_evaluation(checkpoint_path: Union[str, Path],
     Returns:
         ``(model in eval mode, metadata)``; metadata holds ``epoch``, ``best_val_acc``,
         ``best_val_loss``, ``history`` (the §6.1 keys) and ``model_class``, ``model_kwargs``,
-        ``class_names``, ``dataset_hash``, ``sampling_rate``, ``input_length``, ``config``,
+        ``class_names``, ``dataset_hash``, ``sampling_rate``, ``input_length`` (the model
+        input, the transform's output), ``window_length``, ``transform`` (``{"name",
+        "params", "output_length"}``; absent in checkpoints from before input transforms:
+        ``raw``), ``config``,
         ``pfdtrain_version``, ``torch_version``, ``timestamp`` where the checkpoint has them.
 
     Raises:

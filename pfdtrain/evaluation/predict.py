@@ -22,6 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from pfdtrain.errors import PfdtrainError
 from pfdtrain.evaluation.evaluate import (EvaluationError, model_takes_metadata, predict_logits,
                                           softmax)
 
@@ -60,7 +61,8 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
                       column: Optional[Union[str, int]] = None,
                       sampling_rate: Optional[float] = None,
                       device: Union[str, torch.device] = "auto",
-                      resample: bool = False, adapt_bn: bool = False) -> dict[str, Any]:
+                      resample: bool = False, adapt_bn: bool = False,
+                      rpm: Optional[float] = None) -> dict[str, Any]:
     """Classify one vibration recording with a trained checkpoint.
 
     Args:
@@ -80,13 +82,17 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
             before predicting (AdaBN, test-time adaptation on unlabeled target data). With a
             single recording the statistics also absorb its own fault signature; adapting on
             many recordings of the new machine (``pfdtrain evaluate --adapt-bn``) is safer.
+        rpm: the recording's shaft speed in rpm, for a model trained with ``data.transform:
+            order`` (it resamples the windows per revolution); ignored (with a note) by
+            other transforms.
 
     Returns:
         ``{"class", "class_index", "probability" (mean softmax of that class over the
         windows), "probabilities" ({class: mean softmax}), "votes" ({class: windows whose
         top class it is}, every class listed), "window_predictions" ([{"window",
         "start_sample", "start_s", "class", "probability"}]), "num_windows",
-        "window_length", "window_stride", "normalization", "sampling_rate",
+        "window_length", "window_stride", "normalization", "transform" ({"name",
+        "params", "output_length"}), "rpm", "sampling_rate",
         "sampling_rate_source" ("argument", "file" or "assumed"), "resampled_from" (the
         recording's rate when it was resampled, else None), "duration_s", "notes",
         "recording", "checkpoint", "model_class", "source_info", "adapt_bn" (None, or
@@ -95,8 +101,8 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
 
     Raises:
         EvaluationError: missing file, a sampling rate other than the model's (without
-            ``resample``), a recording shorter than one window, or ``adapt_bn`` on a model
-            without batch norm.
+            ``resample``), a recording shorter than one window, ``adapt_bn`` on a model
+            without batch norm, or an ``order`` model without ``rpm`` (the fix: ``--rpm``).
         RecordingError: (a ``DataError``, from
             :func:`pfdtrain.data.importers.readers.read_signal`) unreadable file, unknown format,
             missing/ambiguous variable or column, NaN/inf samples.
@@ -109,7 +115,8 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         outer_race 0.91 {'healthy': 0, ..., 'outer_race': 5, ...}
     """
     from pfdtrain.data.importers.core import resample_signal
-    from pfdtrain.data.windows import NORMALIZATIONS, WindowDataset
+    from pfdtrain.data.transforms import TransformError, transform_from_metadata
+    from pfdtrain.data.windows import NORMALIZATIONS, WindowDataset, attach_transform
     from pfdtrain.evaluation.loading import load_model_for_evaluation
 
     checkpoint, recording = Path(checkpoint), Path(recording)
@@ -125,8 +132,22 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         raise EvaluationError(f"{checkpoint} does not record its class names, sampling rate and "
                               f"input length, so a recording cannot be prepared for it; use a "
                               f"checkpoint saved by pfdtrain's trainer")
-    window = int(window)
+    # input_length is the model input, the transform's output; the window is cut at
+    # window_length (checkpoints from before transforms: the two are the same).
+    window = int(metadata.get("window_length") or data_cfg.get("window_length") or window)
     model_rate = float(model_rate)
+    try:
+        transform = transform_from_metadata(metadata, model_rate, window)
+    except TransformError as exc:
+        raise EvaluationError(f"{checkpoint}: {exc}") from None
+    if transform.needs_speed and rpm is None:
+        raise EvaluationError(f"{checkpoint} was trained with data.transform: "
+                              f"{transform.name}, which resamples each window by the shaft "
+                              f"speed; pass the recording's speed with --rpm RPM (rpm=... in "
+                              f"Python)")
+    if rpm is not None and not (math.isfinite(float(rpm)) and float(rpm) > 0):
+        raise EvaluationError(f"--rpm {rpm!r}: the shaft speed must be a positive number of "
+                              f"revolutions per minute, e.g. --rpm 1797")
     stride = int(data_cfg.get("window_stride") or window)
     normalization = data_cfg.get("normalization", "zscore")
     if normalization not in NORMALIZATIONS:
@@ -185,6 +206,15 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     dataset = WindowDataset(samples, np.array([0, samples.shape[0]], dtype=np.int64),
                             np.zeros(1, dtype=np.int64), window, stride, normalization,
                             record_ids=[recording.name])
+    if rpm is not None and not transform.needs_speed:
+        notes.append(f"--rpm is not used: this model's input transform "
+                     f"({transform.name}) does not depend on the speed")
+    try:
+        attach_transform(dataset, transform,
+                         {"rpm": np.array([float(rpm)])} if rpm is not None else {},
+                         str(recording), fix="pass --rpm")
+    except PfdtrainError as exc:  # the windows cannot hold the revolutions at this speed
+        raise EvaluationError(f"{recording}: {exc}") from None
     batch_size = int(data_cfg.get("batch_size") or 32)
     if model_takes_metadata(model) and (metadata.get("config") or {}).get("trainer") == "pinn":
         notes.append("this model was trained with the operating conditions (speed, load, "
@@ -225,6 +255,8 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         "window_length": window,
         "window_stride": stride,
         "normalization": normalization,
+        "transform": transform.describe(),
+        "rpm": float(rpm) if rpm is not None else None,
         "sampling_rate": rate,
         "sampling_rate_source": rate_source,
         "resampled_from": resampled_from,
@@ -251,7 +283,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     result = predict_recording(Path(args.checkpoint), Path(args.recording),
                                variable=args.variable, column=args.column,
                                sampling_rate=args.sampling_rate, device=args.device,
-                               resample=args.resample, adapt_bn=args.adapt_bn)
+                               resample=args.resample, adapt_bn=args.adapt_bn, rpm=args.rpm)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -267,7 +299,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``predict <checkpoint> <recording> [--variable X] [--column C]
-    [--sampling-rate HZ] [--resample] [--adapt-bn] [--json]``.
+    [--sampling-rate HZ] [--resample] [--rpm RPM] [--adapt-bn] [--json]``.
 
     Args:
         subparsers: the object ``ArgumentParser.add_subparsers()`` returned.
@@ -293,6 +325,9 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "the model's")
     p.add_argument("--resample", action="store_true",
                    help="resample a recording at another rate to the model's (else refused)")
+    p.add_argument("--rpm", type=float, metavar="RPM",
+                   help="the recording's shaft speed; needed by models trained with "
+                        "data.transform: order (windows resampled per revolution)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--adapt-bn", action="store_true",
                    help="re-estimate the batch-norm statistics on this recording's windows "

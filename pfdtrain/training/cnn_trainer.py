@@ -67,7 +67,8 @@ class CNNTrainer:
         progress_bar: show a tqdm bar; default only when stderr is a terminal.
         config: the ``TrainingConfig`` of the run, logged at start and saved in checkpoints.
         metadata: facts about the data saved in checkpoints for whoever loads them
-            (``class_names``, ``dataset_hash``, ``sampling_rate``, ``input_length``).
+            (``class_names``, ``dataset_hash``, ``sampling_rate``, ``input_length``,
+            ``window_length``, ``transform``).
 
     Example:
         >>> trainer = CNNTrainer(model, train_loader, val_loader, optimizer=opt,

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -164,7 +164,7 @@ class DistillationTrainer(CNNTrainer):
     def from_config(cls, config: "TrainingConfig", data: "DataBundle",
                     common: dict[str, Any]) -> "DistillationTrainer":
         dc = config.distillation
-        teacher = load_teacher(dc.teacher, data.class_names, common["device"])
+        teacher = load_teacher(dc.teacher, data.class_names, common["device"], data.transform)
         criterion = DistillationLoss(temperature=dc.temperature, alpha=dc.alpha)
         return cls(**{**common, "criterion": criterion}, teacher=teacher)
 
@@ -191,15 +191,34 @@ class DistillationTrainer(CNNTrainer):
 
 
 def load_teacher(checkpoint_path: Union[str, Path], class_names: Sequence[str],
-                 device: Union[str, torch.device]) -> nn.Module:
+                 device: Union[str, torch.device],
+                 transform: Optional[Mapping[str, Any]] = None) -> nn.Module:
     """The teacher for a distillation run, from a pfdtrain checkpoint, checked against the data.
 
+    Args:
+        checkpoint_path: the teacher's checkpoint.
+        class_names: the student's classes.
+        device: where the teacher runs.
+        transform: the student's input transform (``DataBundle.transform``); the teacher
+            sees the student's inputs, so it must have been trained on the same one (a
+            checkpoint that records none was trained on ``raw`` windows).
+
     Raises:
-        CheckpointError: unreadable checkpoint, or one trained on other classes.
+        CheckpointError: unreadable checkpoint, or one trained on other classes or another
+            input transform.
     """
     teacher, metadata = load_model_for_evaluation(checkpoint_path, device=device)
     trained_on = metadata.get("class_names")
     if trained_on is not None and list(trained_on) != list(class_names):
         raise CheckpointError(f"teacher {checkpoint_path} was trained on classes {trained_on}, but "
                               f"this dataset has {list(class_names)}; distil on the same classes")
+    if transform is not None:
+        stored = metadata.get("transform") or {}
+        theirs = (stored.get("name", "raw"), stored.get("params") or {})
+        ours = (transform.get("name", "raw"), transform.get("params") or {})
+        if theirs != ours:
+            raise CheckpointError(f"teacher {checkpoint_path} was trained on data.transform "
+                                  f"{theirs[0]} {theirs[1]}, but the student's inputs are "
+                                  f"{ours[0]} {ours[1]}; set data.transform and "
+                                  f"data.transform_params to the teacher's")
     return teacher
