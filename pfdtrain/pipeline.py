@@ -173,14 +173,13 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
 
 
 def _check_transform_and_physics(config: TrainingConfig) -> None:
-    """Refuse physics that would read a transformed input as a time signal."""
-    if config.data.transform != "raw" and (config.trainer == "pinn"
-                                           or config.model.name == "hybrid_pinn"):
-        what = "trainer: pinn" if config.trainer == "pinn" else "model.name: hybrid_pinn"
-        raise ConfigError(f"{what} computes band energies of the model input as a time signal "
-                          f"at the sampling rate, but data.transform = "
+    """Refuse a physics-informed model that would read a transformed input as a time signal
+    (``trainer: pinn`` refuses it in its own ``check_config``)."""
+    if config.data.transform != "raw" and config.model.name == "hybrid_pinn":
+        raise ConfigError(f"model.name: hybrid_pinn computes band energies of the model input "
+                          f"as a time signal at the sampling rate, but data.transform = "
                           f"{config.data.transform!r} feeds it another quantity; use "
-                          f"data.transform: raw with it, or another trainer/model")
+                          f"data.transform: raw with it, or another model")
 
 
 def _model_params(config: TrainingConfig, data: DataBundle) -> dict[str, Any]:

@@ -147,11 +147,15 @@ def test_band_above_nyquist_and_too_short_windows_are_config_errors():
 
 def test_physics_inputs_refuse_a_transformed_input():
     from pfdtrain.pipeline import _check_transform_and_physics
+    from pfdtrain.training.registry import trainer_class
 
-    for extra in ({"trainer": "pinn"}, {"model": {"name": "hybrid_pinn"}}):
-        config = TrainingConfig.from_dict({**extra, "data": {"transform": "fft"}})
-        with pytest.raises(ConfigError, match="data.transform: raw"):
-            _check_transform_and_physics(config)
+    config = TrainingConfig.from_dict({"trainer": "pinn", "data": {"transform": "fft"}})
+    with pytest.raises(ConfigError, match="data.transform: raw"):
+        trainer_class("pinn").check_config(config)
+    config = TrainingConfig.from_dict({"model": {"name": "hybrid_pinn"},
+                                       "data": {"transform": "fft"}})
+    with pytest.raises(ConfigError, match="data.transform: raw"):
+        _check_transform_and_physics(config)
 
 
 def test_a_checkpoint_without_a_transform_means_raw():

@@ -52,6 +52,11 @@ class PINNTrainer(CNNTrainer):
 
     @classmethod
     def check_config(cls, config: "TrainingConfig") -> None:
+        if config.data.transform != "raw":
+            raise ConfigError(f"trainer: pinn computes band energies of the model input as a "
+                              f"time signal at the sampling rate, but data.transform = "
+                              f"{config.data.transform!r} feeds it another quantity; use "
+                              f"data.transform: raw with it, or another trainer")
         if config.loss.name == "supcon":
             raise ConfigError("trainer: pinn combines classification and physics losses; it "
                               "does not add the supcon embedding term. Use loss.name ce, "
