@@ -50,15 +50,26 @@ COMMON = ["data.window_length=2048", "data.window_stride=1024", "data.split=grou
           "callbacks.lr_monitor.verbose=false"]
 SIMULATOR = ["synthetic.kind=rolling_element", "synthetic.sampling_rate=12000",
              "synthetic.record_duration=1.0", "synthetic.records_per_class=16"]
+# The order transform needs whole revolutions inside a window: a 2048-sample window at 12 kHz
+# covers 5.1 turns at CWRU's 1797 rpm and 3.4 at the simulator's slowest 1200 rpm. The
+# samples per revolution keep the orders up to the input's Nyquist frequency at the slowest
+# speed (CWRU: 384/2 = 192 orders = 5.7 kHz at 29.5 Hz; simulator: 600/2 = 300 orders = 6 kHz
+# at 20 Hz), so the resonances the impacts ring survive the resampling.
 TASKS: dict[str, dict[str, Any]] = {
     "cwru-0to1": {"what": "CWRU 12 kHz DE, train 0 HP → test 1 HP (real recordings)",
                   "overrides": ["data.group_key=load", "data.test_groups=[1]"],
+                  "order": ["data.transform_params.samples_per_rev=384",
+                            "data.transform_params.revolutions=4"],
                   "needs_cwru": True},
     "sim-speed": {"what": "simulator, train 1200–2100 rpm → test 2100–3000 rpm",
-                  "overrides": SIMULATOR + ["data.group_key=speed_band", "data.test_groups=[1]"]},
+                  "overrides": SIMULATOR + ["data.group_key=speed_band", "data.test_groups=[1]"],
+                  "order": ["data.transform_params.samples_per_rev=600",
+                            "data.transform_params.revolutions=3"]},
     "sim-load": {"what": "simulator, train load 0.25, 0.5 → test 0.75, 1.0",
                  "overrides": SIMULATOR + ["data.group_key=load",
-                                           "data.test_groups=[0.75, 1.0]"]},
+                                           "data.test_groups=[0.75, 1.0]"],
+                 "order": ["data.transform_params.samples_per_rev=600",
+                           "data.transform_params.revolutions=3"]},
 }
 AUGMENT = ["augment.enabled=true", "augment.noise_probability=0.5",
            "augment.noise_snr_db=[-6, 20]", "augment.speed_factor=[0.95, 1.05]"]
@@ -85,6 +96,8 @@ def run_one(task: str, row: str, seed: int, args: argparse.Namespace, cwru_h5: P
                     f"name={task}-{row}-seed{seed}", f"data.cache_dir={work}/data"])
     if row == "best":
         overrides.append(f"data.transform={args.best_transform}")
+    if "data.transform=order" in overrides:
+        overrides += TASKS[task]["order"]
     if TASKS[task].get("needs_cwru"):
         overrides.append(f"data.source={cwru_h5}")
     config = apply_overrides(TrainingConfig(), overrides)
