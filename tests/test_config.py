@@ -128,3 +128,15 @@ def test_optimizer_betas_must_be_two_numbers():
 def test_yaml_nan_override_is_refused():
     with pytest.raises(ConfigError, match="optimizer.lr must be a finite number"):
         apply_overrides(TrainingConfig(), ["optimizer.lr=.nan"])
+
+
+def test_the_cross_condition_recipe_loads_and_augments():
+    """recipes/cross-condition.yaml (README "Generalisation") is a valid partial config: what
+    bench/bench_generalization.py measures as its augmentation row."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "cross-condition.yaml"
+    config = TrainingConfig.from_yaml(recipe)
+    assert config.augment.enabled and config.augment.noise_snr_db == [-6, 20]
+    assert (config.data.window_length, config.data.window_stride) == (2048, 1024)
+    assert config.model.name == TrainingConfig().model.name  # the model stays the default
