@@ -25,7 +25,8 @@ Rows (``ROWS``): today's configuration, + augmentation (the augment section of
 spectral transforms; AdaBN is a column of every row. The table names the best row of each
 task (source-only clean and noisy accuracy). Results are kept
 per run in ``<work>/results.jsonl``, so an interrupted benchmark continues where it stopped
-and rows can be added later; the JSON and Markdown results are rewritten from all of them.
+and rows can be added later; the JSON and Markdown results are rewritten from all of them
+(``--summary``: only that, training nothing).
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def main() -> None:
     parser.add_argument("--cwru-root", default=str(CWRU_ROOT))
     parser.add_argument("--work", default="bench/work/generalization")
     parser.add_argument("--out", default="bench/results/generalization.json")
+    parser.add_argument("--summary", action="store_true",
+                        help="train nothing: rewrite the results from the runs done so far")
     args = parser.parse_args()
     setup_logging(level="WARNING")
     work = Path(args.work)
@@ -215,9 +218,9 @@ def main() -> None:
     runs = {r["key"]: r for r in (json.loads(line) for line in done_file.open()
                                   if line.strip())} if done_file.is_file() else {}
     results: dict = {"machine": machine_info(), "args": vars(args)}
-    cwru_h5 = ensure_cwru(args) if "cwru-0to1" in args.tasks else None
+    cwru_h5 = ensure_cwru(args) if "cwru-0to1" in args.tasks and not args.summary else None
     skipped = {}
-    if "cwru-0to1" in args.tasks and cwru_h5 is None:
+    if "cwru-0to1" in args.tasks and not any(Path(args.cwru_root).glob("*.mat")):
         skipped["cwru-0to1"] = f"no CWRU .mat files in {args.cwru_root} (see its README)"
     for seed in args.seeds:
         for task in args.tasks:
@@ -225,7 +228,7 @@ def main() -> None:
                 continue
             for row in args.rows:
                 key = run_key(task, row, seed)
-                if key in runs:
+                if key in runs or args.summary:
                     continue
                 runs[key] = run_one(task, row, seed, args, cwru_h5)
                 with done_file.open("a") as handle:
