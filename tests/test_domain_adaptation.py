@@ -42,30 +42,30 @@ class _CrashAt(Callback):
 
 
 def _trainer(run_dir=None, method="dann", every_n_steps=None, crash_at=None, epochs=3):
-    """45 source windows in batches of 4 (12 per epoch, 2 per step: 6 steps), 30 target
-    windows in batches of 4 (7 per pass, so passes end mid-epoch), dropout, a per-step
-    OneCycle schedule for the model and the domain classifier."""
+    """22 source windows in batches of 4 (6 per epoch, the last of 2; 2 per step: 3 steps),
+    14 target windows in batches of 4 (3 per pass, so passes end mid-epoch), dropout, a
+    per-step OneCycle schedule for the model and the domain classifier."""
     set_seed(0, deterministic=True)
     gen = torch.Generator().manual_seed(123)
-    x = torch.randn(45, 1, 256, generator=gen)
-    y = torch.randint(0, 3, (45,), generator=gen)
-    xt = 1.5 * torch.randn(30, 1, 256, generator=gen) + 0.5
+    x = torch.randn(22, 1, 256, generator=gen)
+    y = torch.randint(0, 3, (22,), generator=gen)
+    xt = 1.5 * torch.randn(14, 1, 256, generator=gen) + 0.5
     train = DataLoader(TensorDataset(x, y), batch_size=4, generator=torch.Generator().manual_seed(0),
-                       sampler=EpochShuffleSampler(45, seed=0))
-    target = DataLoader(TensorDataset(xt, torch.full((30,), UNLABELED)), batch_size=4,
-                        sampler=EpochShuffleSampler(30, seed=1), drop_last=True,
+                       sampler=EpochShuffleSampler(22, seed=0))
+    target = DataLoader(TensorDataset(xt, torch.full((14,), UNLABELED)), batch_size=4,
+                        sampler=EpochShuffleSampler(14, seed=1), drop_last=True,
                         generator=torch.Generator().manual_seed(1))
     val = DataLoader(TensorDataset(x[:16], y[:16]), batch_size=8)
     model = build_model("cnn1d", num_classes=3, base_channels=4, dropout=0.5)
     optimizer = create_optimizer(model, OptimizerConfig(lr=3e-3))
-    scheduler = create_scheduler(optimizer, SchedulerConfig(name="onecycle"), epochs, 6)
+    scheduler = create_scheduler(optimizer, SchedulerConfig(name="onecycle"), epochs, 3)
     domain_loss = create_domain_loss(method, model.num_features,
                                      **({"hidden": 8} if method == "dann" else {}))
     domain_optimizer = domain_scheduler = None
     if method == "dann":
         domain_optimizer = create_optimizer(domain_loss, OptimizerConfig(lr=3e-3))
         domain_scheduler = create_scheduler(domain_optimizer, SchedulerConfig(name="onecycle"),
-                                            epochs, 6)
+                                            epochs, 3)
     callbacks = [GradientMonitor(model, log_interval=2)]
     if run_dir is not None:
         callbacks.append(ModelCheckpointCallback(run_dir, model, optimizer,
@@ -88,15 +88,15 @@ def test_mid_epoch_resume_with_two_loaders_is_bitwise_identical(tmp_path):
     full = _trainer(epochs=2)
     history = full.fit(2)
     assert len(history["train_domain_loss"]) == 2 and "val_domain_loss" not in history
-    assert full.target_step == 24 and full.progress == 1.0  # one target batch per source batch
+    assert full.target_step == 12 and full.progress == 1.0  # one target batch per source batch
 
-    crashed = _trainer(tmp_path, every_n_steps=4, crash_at=9, epochs=2)
+    crashed = _trainer(tmp_path, every_n_steps=2, crash_at=5, epochs=2)
     with pytest.raises(_Crash):
         crashed.fit(2)
     saved = load_checkpoint_file(tmp_path / "latest_model.pth")
-    # step 8: 4 batches into epoch 2; the target stream 16 batches in: pass 2, batch 2 of 7
-    assert saved["global_step"] == 8 and saved["data_state"]["batches_done"] == 4
-    assert saved["domain_state"]["target_step"] == 16
+    # step 4: 2 batches into epoch 2; the target stream 8 batches in: pass 2, batch 2 of 3
+    assert saved["global_step"] == 4 and saved["data_state"]["batches_done"] == 2
+    assert saved["domain_state"]["target_step"] == 8
     assert saved["domain_state"]["method"] == "dann"
     assert saved["domain_state"]["optimizer_state_dict"]["state"]  # the classifier trains
 
@@ -229,9 +229,9 @@ def test_pipeline_run_carries_the_domain_loss_into_history_events_and_checkpoint
     from pfdtrain.pipeline import run_training
 
     config = _config(files, target_groups=[1.0])
-    config.name = "dann"
+    config.name, config.num_epochs = "dann", 1
     result = run_training(config, progress_bar=False)
-    assert len(result.history["train_domain_loss"]) == 2
+    assert len(result.history["train_domain_loss"]) == 1
     events = [json.loads(line) for line in (result.run_dir / "events.jsonl").read_text().splitlines()]
     epochs = [e for e in events if e["event"] == "epoch_complete"]
     assert [e["train_domain_loss"] for e in epochs] == result.history["train_domain_loss"]
@@ -241,3 +241,47 @@ def test_pipeline_run_carries_the_domain_loss_into_history_events_and_checkpoint
     assert "discriminator.0.weight" in state["module_state_dict"]
     assert checkpoint["metadata"]["split"]["target"]["kind"] == "groups"
     assert result.test_metrics["num_samples"] == 16  # the target recordings, labels used here only
+
+
+def test_rolling_element_cross_load_mmd_aligns_the_target_features(tmp_path):
+    """The simulator at two loads (0.25 -> 1.0 of the rated load), 80 windows a side: MMD
+    training pulls the unlabeled target's features towards the source's (measured in eval
+    mode with the same MK-MMD) by a clear margin against source-only training, seed 0;
+    measured over seeds 0-4: 0.51-0.70 of the source-only discrepancy. (Target accuracy does
+    not improve at this size — 25-38 % against 38-44 % source-only — so it is not asserted.)"""
+    from pfdtrain.training.cnn_trainer import CNNTrainer
+    from pfdtrain.training.domain_losses import MKMMDLoss
+
+    config = TrainingConfig.from_dict({
+        "device": "cpu", "trainer": "domain_adaptation",
+        "data": {"cache_dir": str(tmp_path), "window_length": 1024, "window_stride": 1024,
+                 "batch_size": 16, "split": "group", "group_key": "load",
+                 "test_groups": [1.0], "target_groups": [1.0], "val_fraction": 0.0},
+        "synthetic": {"kind": "rolling_element", "record_duration": 0.5, "records_per_class": 8,
+                      "rolling_element": {"load_levels": [0.25, 1.0], "speed_bands": 1,
+                                          "speed_rpm": [1700, 1800]}}})
+    bundle = build_dataloaders(config, with_target=True)
+    assert len(bundle.train_loader.dataset) == len(bundle.target_loader.dataset) == 80
+
+    def train(method):
+        set_seed(0)
+        model = build_model("cnn1d", num_classes=4, base_channels=8, dropout=0.0)
+        kwargs = dict(optimizer=torch.optim.AdamW(model.parameters(), lr=3e-3),
+                      progress_bar=False)
+        if method is None:
+            history = CNNTrainer(model, bundle.train_loader, **kwargs).fit(3)
+        else:
+            history = DomainAdaptationTrainer(
+                model, bundle.train_loader, target_loader=bundle.target_loader,
+                domain_loss=create_domain_loss(method, model.num_features), domain_weight=5.0,
+                **kwargs).fit(3)
+        model.eval()
+        with torch.no_grad():
+            source = torch.cat([model.forward_features(x) for x, _ in bundle.train_loader])
+            target = torch.cat([model.forward_features(x) for x, _ in bundle.target_loader])
+        return float(MKMMDLoss(model.num_features)(source, target)), history
+
+    plain, _ = train(None)
+    adapted, history = train("mmd")
+    assert history["train_acc"][-1] > 40.0  # it still learns the source (chance: 25 %)
+    assert adapted < 0.8 * plain, (adapted, plain)
