@@ -52,6 +52,7 @@ from pfdtrain.training.cnn_trainer import CNNTrainer
 from pfdtrain.training.domain_losses import DOMAIN_LOSSES, create_domain_loss
 from pfdtrain.training.optimization import (create_optimizer, create_scheduler,
                                             optimizer_steps_per_epoch)
+from pfdtrain.utils.logging import get_logger
 from pfdtrain.utils.naming import keyword_parameters
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from pfdtrain.data.windows import DataBundle
 
 __all__ = ["DomainAdaptationTrainer"]
+
+logger = get_logger(__name__)
 
 
 class DomainAdaptationTrainer(CNNTrainer):
@@ -115,6 +118,11 @@ class DomainAdaptationTrainer(CNNTrainer):
                                               config.gradient_accumulation_steps)
             domain_scheduler = create_scheduler(domain_optimizer, config.scheduler,
                                                 config.num_epochs, steps)
+        if config.checkpoint.monitor == "val_acc":
+            logger.info("domain adaptation: best_model.pth follows checkpoint.monitor=val_acc, "
+                        "which a source validation split often saturates early (before the "
+                        "alignment acts); checkpoint.monitor=val_loss with checkpoint.mode=min "
+                        "picks the model early stopping restores")
         return cls(**common, target_loader=data.target_loader, domain_loss=domain_loss,
                    domain_weight=dc.weight, domain_optimizer=domain_optimizer,
                    domain_scheduler=domain_scheduler)
