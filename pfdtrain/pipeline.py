@@ -225,7 +225,8 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
             ensure_synthetic_dataset(config)  # generated once, by rank 0
         barrier()
     data = build_dataloaders(config, with_metadata=trainer_class(config.trainer).needs_metadata,
-                             num_replicas=ctx.world_size, rank=ctx.rank)
+                             num_replicas=ctx.world_size, rank=ctx.rank,
+                             with_target=trainer_class(config.trainer).needs_target)
     logger.info(f"Data: {data.path} ({data.num_classes} classes, "
                 f"{len(data.train_loader.dataset)} train / "
                 f"{len(data.val_loader.dataset) if data.val_loader else 0} val / "

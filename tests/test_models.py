@@ -28,6 +28,7 @@ TINY_PARAMS = {
     "resnet18_1d": {"base_channels": 4},
     "cnn_lstm": {"base_channels": 4, "hidden_size": 8},
     "hybrid_pinn": {"base_channels": 4},
+    "wdcnn": {},  # the paper's widths: already tiny (54k parameters)
 }
 
 
@@ -136,7 +137,7 @@ def test_stacked_lstm_builds_and_runs() -> None:
 
 
 def test_build_model_registry_and_kwargs() -> None:
-    assert set(MODEL_REGISTRY) == {"cnn1d", "resnet18_1d", "cnn_lstm", "hybrid_pinn"}
+    assert set(MODEL_REGISTRY) == {"cnn1d", "resnet18_1d", "cnn_lstm", "hybrid_pinn", "wdcnn"}
     for name, cls in MODEL_REGISTRY.items():
         model = tiny(name)
         assert type(model) is cls

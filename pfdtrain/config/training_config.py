@@ -32,6 +32,7 @@ from pfdtrain.errors import PfdtrainError
 # The name registries: config choices (and so the README table) are derived from them.
 from pfdtrain.models import MODEL_REGISTRY
 from pfdtrain.training.cnn_losses import LOSS_NAMES
+from pfdtrain.training.domain_losses import DOMAIN_LOSSES
 from pfdtrain.training.registry import TRAINERS
 from pfdtrain.utils.io import atomic_open
 
@@ -85,6 +86,13 @@ class DataConfig:
     val_groups: list = _opt([], "group split: values of group_key for validation (empty: "
                             "val_fraction of the remaining records, or of each training "
                             "recording's end when there are too few)")
+    # Domain adaptation (trainer: domain_adaptation): where the unlabeled target comes from.
+    target_groups: list = _opt([], "domain adaptation: values of group_key whose recordings are "
+                               "the unlabeled target; they must be held out of train and val "
+                               "(e.g. the test_groups)")
+    target_source: Optional[str] = _opt(None, "domain adaptation: an HDF5 dataset file whose "
+                                        "recordings are the unlabeled target (same class names "
+                                        "and sampling rate)")
     batch_size: int = _opt(32, "windows per batch (per process)", min=1)
     num_workers: int = _opt(0, "DataLoader worker processes (0 = load in the main process)", min=0)
     in_memory: str = _opt("auto", "read the dataset's signals into memory (true), or stream each "
@@ -444,6 +452,24 @@ class DistillationConfig:
 
 
 @dataclass
+class DomainConfig:
+    """Unsupervised domain adaptation (``trainer: domain_adaptation``): loss = classification
+    on the labeled source + weight * domain loss between source and target features."""
+
+    method: str = _opt(next(iter(DOMAIN_LOSSES)), "domain loss: " + "; ".join(
+        f"{name} ({what})" for name, (_, what) in DOMAIN_LOSSES.items()),
+        choices=list(DOMAIN_LOSSES))
+    weight: float = _opt(1.0, "weight of the domain loss beside the classification loss",
+                         min=0.0)
+    num_kernels: int = _opt(5, "mmd: Gaussian kernels, bandwidths spread around the median "
+                            "pairwise distance", min=1)
+    kernel_multiplier: float = _opt(2.0, "mmd: ratio between neighbouring bandwidths", min=1.01)
+    hidden: int = _opt(64, "dann: width of the domain classifier's hidden layers", min=1)
+    gamma: float = _opt(10.0, "dann: steepness of the gradient-reversal schedule "
+                        "2/(1+exp(-gamma p))-1, p = training progress", min=0.0)
+
+
+@dataclass
 class LRMonitorConfig:
     """``LearningRateMonitor``: logs learning-rate changes per parameter group."""
 
@@ -549,6 +575,8 @@ class TrainingConfig:
     physics: PhysicsConfig = _section(PhysicsConfig, "physics-informed training (trainer: pinn)")
     distillation: DistillationConfig = _section(DistillationConfig,
                                                 "knowledge distillation (trainer: distillation)")
+    domain: DomainConfig = _section(DomainConfig, "unsupervised domain adaptation (trainer: "
+                                    "domain_adaptation)")
     callbacks: CallbacksConfig = _section(CallbacksConfig, "callbacks (guide section 2.4)")
     checkpoint: CheckpointConfig = _section(CheckpointConfig, "checkpoints (guide section 4)")
     distributed: DistributedConfig = _section(DistributedConfig,

@@ -38,6 +38,7 @@ from pfdtrain.data.signal_store import LazySignals
 from pfdtrain.data.splits import SplitWarning, check_no_leakage, resolve_splits
 from pfdtrain.data.storage import keep_in_memory, read_dataset, verify_content_hash
 from pfdtrain.data.synthetic_cache import load_synthetic_dataset
+from pfdtrain.data.target import build_target_loader
 from pfdtrain.data.transforms import (InputTransform, TransformError, make_transform,
                                       record_speeds_hz)
 from pfdtrain.utils.logging import get_logger
@@ -507,6 +508,8 @@ class DataBundle:
     split_info: dict = dataclasses.field(default_factory=dict)
     transform: dict = dataclasses.field(default_factory=lambda: {
         "name": "raw", "params": {}, "output_length": None})
+    # Domain adaptation: the unlabeled target windows (labels -1; pfdtrain.data.target).
+    target_loader: Optional[DataLoader] = None
 
 
 def _check_window_length(data: LoadedDataset, splits: Mapping[str, RecordSplit],
@@ -528,7 +531,8 @@ def _check_window_length(data: LoadedDataset, splits: Mapping[str, RecordSplit],
 
 
 def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
-                      num_replicas: int = 1, rank: int = 0) -> DataBundle:
+                      num_replicas: int = 1, rank: int = 0,
+                      with_target: Optional[bool] = None) -> DataBundle:
     """Load (or generate) the dataset, check it, and build the train/val/test loaders.
 
     Args:
@@ -542,6 +546,9 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
             ``{name: float32 [B]}`` (speed_hz, load, ...), for physics-informed training.
         num_replicas: DDP world size; each process then loads its shard of every split.
         rank: this process's rank.
+        with_target: domain adaptation's unlabeled target loader (``DataBundle.target_loader``,
+            :func:`pfdtrain.data.target.build_target_loader`): True builds it, False refuses
+            ``data.target_*`` settings (the trainer would ignore them), None ignores them.
 
     Returns:
         A :class:`DataBundle`; batches are ``(inputs float32 [B, 1, L], targets int64 [B])``.
@@ -646,6 +653,13 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
                           **common)
 
     val_loader, test_loader = eval_loader("val"), eval_loader("test")
+    target_loader, target_info = build_target_loader(
+        config, data, splits, with_target, lambda split: attach_transform(
+            WindowDataset.from_split(split, dc.window_length, dc.window_stride,
+                                     dc.normalization),
+            transform, split.metadata, str(data.path)), common, num_replicas, rank)
+    if target_info is not None:
+        split_info["target"] = target_info
     logger.debug("data %s: train %d windows, val %d, test %d (window %d, stride %d)", data.path,
                 len(train_ds), len(val_loader.dataset) if val_loader else 0,
                 len(test_loader.dataset) if test_loader else 0, dc.window_length,
@@ -655,7 +669,7 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
                       content_hash=data.content_hash, path=data.path,
                       input_length=transform.output_length,
                       num_classes=len(data.class_names), split_info=split_info,
-                      transform=transform.describe())
+                      transform=transform.describe(), target_loader=target_loader)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ from pfdtrain.models.cnn_lstm import CNNLSTM
 from pfdtrain.models.hybrid_pinn import HybridPINN
 from pfdtrain.models.layers import ModelError
 from pfdtrain.models.resnet1d import ResNet18_1D
+from pfdtrain.models.wdcnn import WDCNN
 from pfdtrain.utils.naming import check_keywords, did_you_mean, keyword_parameters
 
-__all__ = ["CNN1D", "ResNet18_1D", "CNNLSTM", "HybridPINN", "MODEL_REGISTRY", "ModelError",
+__all__ = ["CNN1D", "ResNet18_1D", "CNNLSTM", "HybridPINN", "WDCNN", "MODEL_REGISTRY", "ModelError",
            "build_model", "get_model_class"]
 
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {
@@ -33,6 +34,7 @@ MODEL_REGISTRY: dict[str, type[nn.Module]] = {
     "resnet18_1d": ResNet18_1D,
     "cnn_lstm": CNNLSTM,
     "hybrid_pinn": HybridPINN,
+    "wdcnn": WDCNN,
 }
 
 
@@ -41,7 +43,8 @@ def build_model(name: str, num_classes: int, in_channels: int = 1, dropout: floa
     """Build a model by its registry name.
 
     Args:
-        name: a key of ``MODEL_REGISTRY`` ('cnn1d', 'resnet18_1d', 'cnn_lstm'); case-insensitive.
+        name: a key of ``MODEL_REGISTRY`` ('cnn1d', 'resnet18_1d', 'cnn_lstm', 'wdcnn', ...);
+            case-insensitive.
         num_classes: number of output classes (>= 2).
         in_channels: sensor channels of the input window (>= 1).
         dropout: dropout probability before the classifier, in [0, 1).

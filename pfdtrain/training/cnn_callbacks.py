@@ -552,7 +552,8 @@ class DashboardEventWriter(Callback):
 
     Events: ``train_begin``, one ``epoch_complete`` per epoch with exactly the guide's keys
     (``epoch`` counted from 1, ``val_*`` null without validation, ``elapsed_time`` in seconds
-    of training, carried over a resume), and ``train_end``. Each line is written whole with
+    of training, carried over a resume; plus those of :attr:`EXTRA_KEYS` the run's history
+    has, e.g. ``train_domain_loss``), and ``train_end``. Each line is written whole with
     one ``write`` on a file opened for appending, so a reader tailing the file never sees
     half an event.
 
@@ -612,13 +613,18 @@ class DashboardEventWriter(Callback):
                     "total_epochs": self._total_epochs(),
                     "elapsed_time": round(self._elapsed_before, 3), "timestamp": _now()})
 
+    #: History keys an ``epoch_complete`` carries besides the guide's, when the run has them.
+    EXTRA_KEYS: tuple[str, ...] = ("train_domain_loss",)
+
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         logs = logs or {}
-        self._emit({"event": "epoch_complete", "epoch": epoch + 1,
-                    "total_epochs": self._total_epochs(),
-                    "train_loss": logs.get("train_loss"), "train_acc": logs.get("train_acc"),
-                    "val_loss": logs.get("val_loss"), "val_acc": logs.get("val_acc"),
-                    "lr": logs.get("lr"), "elapsed_time": round(self._elapsed(), 3)})
+        event = {"event": "epoch_complete", "epoch": epoch + 1,
+                 "total_epochs": self._total_epochs(),
+                 "train_loss": logs.get("train_loss"), "train_acc": logs.get("train_acc"),
+                 "val_loss": logs.get("val_loss"), "val_acc": logs.get("val_acc"),
+                 "lr": logs.get("lr"), "elapsed_time": round(self._elapsed(), 3)}
+        event.update({key: logs[key] for key in self.EXTRA_KEYS if key in logs})
+        self._emit(event)
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
         trainer = self.trainer

@@ -82,6 +82,8 @@ class CNNTrainer:
 
     #: Batches carry the records' operating metadata as a third element (``pinn``).
     needs_metadata: bool = False
+    #: The trainer also takes unlabeled target batches (``DataBundle.target_loader``).
+    needs_target: bool = False
 
     @classmethod
     def check_config(cls, config: "TrainingConfig") -> None:

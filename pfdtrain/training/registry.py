@@ -7,7 +7,7 @@ config: a cycle if it were imported here).
 
 Example:
     >>> sorted(TRAINERS)
-    ['cnn', 'distillation', 'pinn']
+    ['cnn', 'distillation', 'domain_adaptation', 'pinn']
     >>> trainer_class("pinn").__name__
     'PINNTrainer'
 """
@@ -23,6 +23,9 @@ TRAINERS: dict[str, tuple[str, str]] = {
              "physics-informed; needs operating metadata"),
     "distillation": ("pfdtrain.training.knowledge_distillation:DistillationTrainer",
                      "needs distillation.teacher"),
+    "domain_adaptation": ("pfdtrain.training.domain_adaptation:DomainAdaptationTrainer",
+                          "unlabeled target data: needs data.target_groups or "
+                          "data.target_source"),
 }
 
 
