@@ -78,8 +78,11 @@ TASKS: dict[str, dict[str, Any]] = {
 # The augmentation row is the recipe's augment section (recipes/cross-condition.yaml), so
 # the documented recipe is exactly what was measured.
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "cross-condition.yaml"
-AUGMENT = [f"augment.{key}={json.dumps(value)}"
-           for key, value in yaml.safe_load(RECIPE.read_text())["augment"].items()]
+_RECIPE = yaml.safe_load(RECIPE.read_text())
+AUGMENT = [f"augment.{key}={json.dumps(value)}" for key, value in _RECIPE["augment"].items()]
+# The whole recipe: the augmentation and best_model.pth chosen by the validation loss.
+RECIPE_OVERRIDES = AUGMENT + [f"checkpoint.{key}={json.dumps(value)}"
+                              for key, value in _RECIPE["checkpoint"].items()]
 ROWS: dict[str, dict[str, Any]] = {
     "baseline": {"what": "today's configuration (CNN1D, raw z-scored windows)", "overrides": []},
     "augment": {"what": "+ augmentation (shift, speed ±5 %, scale, noise −6…20 dB)",
@@ -87,6 +90,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "fft": {"what": "+ input transform fft", "overrides": ["data.transform=fft"]},
     "envelope": {"what": "+ input transform envelope", "overrides": ["data.transform=envelope"]},
     "order": {"what": "+ input transform order", "overrides": ["data.transform=order"]},
+    "recipe": {"what": "the recipe: augmentation, best_model.pth by val_loss "
+                         "(recipes/cross-condition.yaml)", "overrides": RECIPE_OVERRIDES},
     "augment-fft": {"what": "+ augmentation + input transform fft",
                     "overrides": AUGMENT + ["data.transform=fft"]},
     "augment-envelope": {"what": "+ augmentation + input transform envelope",

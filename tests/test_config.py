@@ -139,4 +139,5 @@ def test_the_cross_condition_recipe_loads_and_augments():
     config = TrainingConfig.from_yaml(recipe)
     assert config.augment.enabled and config.augment.noise_snr_db == [-6, 20]
     assert (config.data.window_length, config.data.window_stride) == (2048, 1024)
+    assert (config.checkpoint.monitor, config.checkpoint.mode) == ("val_loss", "min")
     assert config.model.name == TrainingConfig().model.name  # the model stays the default
