@@ -85,6 +85,8 @@ RECIPE_OVERRIDES = AUGMENT + [f"checkpoint.{key}={json.dumps(value)}"
                               for key, value in _RECIPE["checkpoint"].items()]
 ROWS: dict[str, dict[str, Any]] = {
     "baseline": {"what": "today's configuration (CNN1D, raw z-scored windows)", "overrides": []},
+    "val-loss": {"what": "today's configuration, best_model.pth by val_loss",
+                 "overrides": RECIPE_OVERRIDES[len(AUGMENT):]},
     "augment": {"what": "+ augmentation (shift, speed ±5 %, scale, noise −6…20 dB)",
                 "overrides": AUGMENT},
     "fft": {"what": "+ input transform fft", "overrides": ["data.transform=fft"]},
