@@ -9,6 +9,25 @@ from pfdtrain.training.cnn_trainer import CNNTrainer
 from pfdtrain.utils.reproducibility import set_seed
 
 
+def memorises_tiny_set(model, x, y, steps=60, max_loss=None, lr=1e-2):
+    """Train ``model`` on the batch ``(x, y)`` with Adam; True as soon as it classifies every
+    window right in eval mode (running BatchNorm statistics, so it must have memorised the
+    windows, not just separated them with this batch's own statistics) and, when
+    ``max_loss`` is given, its training loss is below it; False after ``steps`` steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            if (max_loss is None or loss.item() < max_loss) and (model(x).argmax(dim=1) == y).all():
+                return True
+    return False
+
+
 def tiny_loaders(n=32, length=256, classes=3, seed=0, flip_val=False, batch_size=8):
     """Random windows whose class sets the sign of a low-frequency tone (learnable)."""
     gen = torch.Generator().manual_seed(seed)

@@ -18,6 +18,7 @@ from pfdtrain.models import (
     get_model_class,
 )
 from pfdtrain.models import cnn1d, cnn_lstm, resnet1d
+from tests.helpers import memorises_tiny_set
 
 NUM_CLASSES = 5
 LENGTHS = (256, 600)  # the documented minimum and a length that is not a power of two
@@ -212,20 +213,7 @@ def test_cnn1d_overfits_tiny_set() -> None:
     model = CNN1D(num_classes=2, dropout=0.0, base_channels=8)
     x = torch.randn(8, 1, 256)
     y = torch.tensor([0, 1] * 4)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        model.train()
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        # Judge in eval mode (running BatchNorm stats) so the model must have memorised the
-        # windows, not just separated them with this batch's own statistics.
-        model.eval()
-        with torch.no_grad():
-            if loss.item() < 0.05 and (model(x).argmax(dim=1) == y).all():
-                break
-    else:
+    if not memorises_tiny_set(model, x, y, steps=60, max_loss=0.05):
         pytest.fail("CNN1D did not reach 100% train accuracy on 8 windows in 60 steps")
 
 

@@ -9,6 +9,7 @@ from torch import nn
 import pfdtrain.models.wdcnn as wdcnn
 from pfdtrain.models import WDCNN, build_model, get_model_class
 from pfdtrain.models.wdcnn import adaptive_max_pool
+from tests.helpers import memorises_tiny_set
 
 
 def test_layer_sizes_follow_the_paper_at_2048_samples():
@@ -45,18 +46,7 @@ def test_wdcnn_learns_a_tiny_set():
     model = WDCNN(num_classes=2, dropout=0.0)
     x = torch.randn(8, 1, 512)
     y = torch.tensor([0, 1] * 4)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        model.train()
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.eval()
-        with torch.no_grad():
-            if (model(x).argmax(dim=1) == y).all():
-                break
-    else:
+    if not memorises_tiny_set(model, x, y, steps=60):
         pytest.fail("WDCNN did not reach 100% train accuracy on 8 windows in 60 steps")
 
 
