@@ -193,16 +193,13 @@ def markdown(summary: dict, skipped: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ensure_cwru(args: argparse.Namespace) -> Path | None:
-    """The CWRU import (made once under ``--work``), or None when the recordings are absent."""
-    root = Path(args.cwru_root)
-    if not any(root.glob("*.mat")):
-        return None
+def ensure_cwru(args: argparse.Namespace) -> Path:
+    """The CWRU import of ``--cwru-root``, made once under ``--work``."""
     h5 = Path(args.work) / "cwru.h5"
     if not h5.is_file():
         from pfdtrain.data.importers.cwru import import_cwru
 
-        import_cwru(root, h5)
+        import_cwru(Path(args.cwru_root), h5)
     return h5
 
 
@@ -225,10 +222,12 @@ def main() -> None:
     runs = {r["key"]: r for r in (json.loads(line) for line in done_file.open()
                                   if line.strip())} if done_file.is_file() else {}
     results: dict = {"machine": machine_info(), "args": vars(args)}
-    cwru_h5 = ensure_cwru(args) if "cwru-0to1" in args.tasks and not args.summary else None
-    skipped = {}
-    if "cwru-0to1" in args.tasks and not any(Path(args.cwru_root).glob("*.mat")):
-        skipped["cwru-0to1"] = f"no CWRU .mat files in {args.cwru_root} (see its README)"
+    skipped, cwru_h5 = {}, None
+    if "cwru-0to1" in args.tasks:
+        if not any(Path(args.cwru_root).glob("*.mat")):
+            skipped["cwru-0to1"] = f"no CWRU .mat files in {args.cwru_root} (see its README)"
+        elif not args.summary:
+            cwru_h5 = ensure_cwru(args)
     for seed in args.seeds:
         for task in args.tasks:
             if task in skipped:
