@@ -8,6 +8,7 @@
     pfdtrain predict runs/<name>/checkpoints/best_model.pth recording.mat [--variable X]
                      [--adapt-bn]
     pfdtrain data import --manifest recordings.csv --out data/mine.h5
+    pfdtrain benchmark cwru-loads --root DIR [--seeds 0 1 2] [--methods ...] [--out DIR]
     pfdtrain config                      # the full default config, commented
 """
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
 
+    from pfdtrain.benchmark.runner import add_benchmark_parser
     from pfdtrain.cli_data import add_data_parser
     from pfdtrain.evaluation.evaluate import add_evaluate_parser
     from pfdtrain.evaluation.predict import add_predict_parser
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_predict_parser(sub)
     add_data_parser(sub)
+    add_benchmark_parser(sub)
 
     config = sub.add_parser("config", help="print the full configuration, commented")
     add_config_args(config)

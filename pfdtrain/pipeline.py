@@ -195,7 +195,7 @@ def _amp_dtype(name: str) -> Optional[torch.dtype]:
 
 
 def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
-                 resume_dir: Optional[Path] = None) -> RunResult:
+                 resume_dir: Optional[Path] = None, quiet: bool = False) -> RunResult:
     """Train as configured, evaluate once on the test split, write the run folder.
 
     The run folder holds ``config.yaml``, ``history.json``, ``test_metrics.json``,
@@ -206,6 +206,8 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
 
     Nothing is written into a new run folder before the config, the data and the model
     set-up are validated; from then on the folder is locked against a second process.
+    With ``quiet`` the console shows warnings and errors only (``train.log`` keeps every
+    line): a benchmark prints one progress line per run instead.
     """
     started = time.perf_counter()
     dc = config.distributed
@@ -214,7 +216,7 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
     device = process_device(ctx, resolve_device(config.device))
     # Rank 0 names and owns the run folder; the other ranks write nothing and log only
     # warnings and errors. Log lines are held until the folder exists.
-    setup_logging(quiet=not ctx.is_main, hold_for_file=ctx.is_main)
+    setup_logging(quiet=quiet or not ctx.is_main, hold_for_file=ctx.is_main)
     run_dir = None
     if ctx.is_main:
         run_dir = resume_dir if resume_dir is not None else plan_run_dir(config)
@@ -322,7 +324,7 @@ FIXED_LENGTH_SCHEDULERS = frozenset({"cosine", "cosine_warmup", "onecycle"})
 
 
 def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
-                    progress_bar: Optional[bool] = None) -> RunResult:
+                    progress_bar: Optional[bool] = None, quiet: bool = False) -> RunResult:
     """Continue the run in ``run_dir`` (its ``config.yaml``) up to ``num_epochs`` in total.
 
     ``config.yaml`` is rewritten with the new ``num_epochs`` once the folder is locked (a
@@ -340,4 +342,4 @@ def resume_training(run_dir: Path, num_epochs: Optional[int] = None,
                               f"without changing the learning rates already used; resume without "
                               f"--epochs, or start a new run")
         config.num_epochs = num_epochs
-    return run_training(config, progress_bar=progress_bar, resume_dir=run_dir)
+    return run_training(config, progress_bar=progress_bar, resume_dir=run_dir, quiet=quiet)
