@@ -211,3 +211,9 @@ def test_input_transforms_are_one_module_and_one_registry_entry_each():
     for name, cls in TRANSFORMS.items():
         assert cls.name == name and cls.what and cls.__doc__ and "Example" in cls.__doc__
         assert f"| `{name}` |" in transforms_markdown()
+
+
+def test_readme_benchmark_tables_come_from_the_registries():
+    from pfdtrain.benchmark.runner import suites_markdown
+
+    assert suites_markdown() in (ROOT / "README.md").read_text()

@@ -304,6 +304,24 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0 if results["runs"] or args.summary else 1
 
 
+def suites_markdown() -> str:
+    """The README's tables of suites and methods, generated from :data:`SUITES` and
+    :data:`METHODS`.
+
+    Example:
+        >>> print(suites_markdown().splitlines()[0])
+        | suite | what | default methods | epochs | `--root` |
+    """
+    lines = ["| suite | what | default methods | epochs | `--root` |",
+             "| --- | --- | --- | ---: | --- |"]
+    for name, suite in SUITES.items():
+        lines.append(f"| `{name}` | {suite.what} | {', '.join(suite.methods)} | {suite.epochs} "
+                     f"| {'required' if suite.needs_root else '—'} |")
+    lines += ["", "| method | what |", "| --- | --- |"]
+    lines += [f"| `{name}` | {method.what} |" for name, method in METHODS.items()]
+    return "\n".join(lines)
+
+
 def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``pfdtrain benchmark`` (its suites and methods listed from the registries)."""
     p = subparsers.add_parser(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -39,6 +40,9 @@ from pfdtrain.config.training_config import TrainingConfig, apply_overrides
 from pfdtrain.data.records import SPLITS, UNSPLIT, DataError, LoadedDataset, RecordSplit
 from pfdtrain.data.storage import read_dataset
 from pfdtrain.errors import PfdtrainError
+from pfdtrain.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 
 class BenchmarkError(PfdtrainError, ValueError):
@@ -189,7 +193,14 @@ def _imported(ctx: SuiteContext, layout: str, stem: str, **options: str) -> Load
     wanted = {"root": str(root.resolve()), "files": files, "options": options}
     if not (h5.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == wanted):
         try:
-            LAYOUTS[layout].run(root, h5, **options)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                LAYOUTS[layout].run(root, h5, **options)
+            if caught:  # e.g. a README beside the recordings: said once, not per file
+                names = [str(w.message).split(":", 1)[0] for w in caught]
+                logger.warning("%s: %d file(s) not imported (not %s recordings): %s", root,
+                               len(names), LAYOUTS[layout].title, ", ".join(
+                                   Path(n).name for n in names[:5]))
         except DataError as exc:
             other = [name for name, lay in LAYOUTS.items() if name != layout]
             raise BenchmarkError(f"--root {root} does not hold {LAYOUTS[layout].title} files "
