@@ -17,6 +17,8 @@ from pfdtrain.models import build_model
 from pfdtrain.pipeline import run_training
 from pfdtrain.training.cnn_losses import (FocalLoss, LabelSmoothingCrossEntropy,
                                           MaskedClassificationLoss)
+from pfdtrain.training.checkpoint import save_checkpoint
+from pfdtrain.training.cnn_callbacks import Callback
 from pfdtrain.training.cnn_trainer import CNNTrainer
 from pfdtrain.utils.reproducibility import set_seed
 from tests.helpers import tiny_loaders
@@ -160,6 +162,10 @@ def test_training_accuracy_counts_labeled_windows_only():
                                                   {k: float(v) for k, v in s.items()}})(),
                                    sums, prefix="train_")
     assert metrics["train_acc"] == 50.0 and metrics["train_loss"] == 0.5
+    # running sums saved before label_fraction existed (no "labeled"): all were labeled
+    old = {k: torch.tensor(4.0, dtype=torch.float64) for k in ("loss", "correct", "count")}
+    CNNTrainer._accumulate(old, torch.tensor(0.5), logits, targets, {})
+    assert float(old["labeled"]) == 6.0 and float(old["count"]) == 8.0
 
 
 def test_an_all_unlabeled_training_set_changes_no_weight():
@@ -192,6 +198,46 @@ def test_partial_labels_with_accumulation_train_on_the_labeled_windows():
     with pytest.raises(Exception, match="out of bounds|Target -1"):  # unmasked: torch refuses
         CNNTrainer(build_model("cnn1d", num_classes=3, base_channels=4), train,
                    progress_bar=False).fit(1)
+
+
+class _StopAfterStep(Callback):
+    """Saves the trainer's state right after optimizer step ``step`` (mid-epoch), then stops
+    the process's training the hard way (an exception, as a crash would)."""
+
+    def __init__(self, step, path):
+        self.step, self.path, self.saved = step, path, False
+
+    def on_batch_end(self, batch, logs=None):
+        if self.trainer.global_step == self.step and not self.saved:
+            save_checkpoint(self.trainer.state_checkpoint(), self.path)
+            self.saved = True
+            raise KeyboardInterrupt
+
+
+def _accumulating_trainer(callbacks=()):
+    set_seed(0)
+    # 32 windows, batches of 4, 3 per step: windows of 12, 12 and 8 samples per epoch; a
+    # third of the windows unlabeled, so the batches hold different numbers of labels
+    train, val, _, _ = _partially_labeled_loaders(unlabel_every=3, batch_size=4)
+    model = build_model("cnn1d", num_classes=3, base_channels=4, dropout=0.2)
+    return CNNTrainer(model, train, val, optimizer=torch.optim.AdamW(model.parameters(),
+                                                                      lr=1e-2),
+                      progress_bar=False, partial_labels=True, gradient_accumulation_steps=3,
+                      callbacks=list(callbacks))
+
+
+def test_a_mid_epoch_resume_with_few_labels_is_bitwise_identical(tmp_path):
+    full = _accumulating_trainer()
+    history = full.fit(3)
+    path = tmp_path / "mid.pth"
+    with pytest.raises(KeyboardInterrupt):
+        _accumulating_trainer([_StopAfterStep(4, path)]).fit(3)  # epoch 2, after 1 step
+    resumed = _accumulating_trainer()
+    resumed.load_checkpoint(path)
+    assert resumed.batches_done == 3 and "labeled" in resumed._epoch_sums
+    assert resumed.fit(3) == history
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
 def test_pinn_with_few_labels_trains_and_records_the_choice(tmp_path):
