@@ -263,3 +263,23 @@ def test_pinn_with_few_labels_trains_and_records_the_choice(tmp_path):
 def test_trainers_that_need_every_label_refuse_few_labels(tmp_path, sections, fragment):
     with pytest.raises(ConfigError, match=fragment):
         run_training(_config(tmp_path, **sections), progress_bar=False)
+
+
+def test_domain_adaptation_trains_its_source_classifier_on_the_labeled_windows(tmp_path):
+    from tests.test_domain_adaptation import _write
+
+    source = _write(tmp_path / "source.h5", [0.0, 1.0], seed=0)
+    config = TrainingConfig.from_dict({
+        "trainer": "domain_adaptation", "device": "cpu", "num_epochs": 1,
+        "data": {"source": str(source), "window_length": 256, "window_stride": 256,
+                 "batch_size": 4, "split": "group", "group_key": "load", "test_groups": [1.0],
+                 "target_groups": [1.0], "val_fraction": 0.5, "label_fraction": 0.5},
+        "model": {"name": "cnn1d", "params": {"base_channels": 4}},
+        "scheduler": {"name": "none"}, "domain": {"method": "coral"},
+        "output_dir": str(tmp_path / "runs")})
+    result = run_training(config, progress_bar=False)
+    assert isinstance(result.trainer.criterion, MaskedClassificationLoss)
+    train_labels = result.data.train_loader.dataset.labels
+    assert (train_labels == UNLABELED).any() and (train_labels >= 0).any()
+    assert all(np.isfinite(result.history["train_loss"]))
+    assert all(np.isfinite(result.history["train_domain_loss"]))

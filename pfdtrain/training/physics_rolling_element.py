@@ -207,6 +207,12 @@ class EnvelopeSpectrumConsistencyLoss(FrequencyConsistencyLoss):
     the highest evidence is the true one for 88 % of normal windows, 100 % outer race,
     60 / 85 / 95 % inner race, 28 / 60 / 80 % ball. Inner-race and ball strikes are weaker
     and load-modulated (their energy spreads into sidebands), hence the weaker evidence.
+    On the real CWRU 12 kHz drive-end recordings at 0 HP (z-scored 2048-sample windows,
+    the files' rpm, default geometry and calibration) the best-scoring location is the true
+    one for 361 of 531 faulty windows (68 %; inner race 100 % at every size, outer race
+    100 % at 0.007" and 0.021" but 20 % at 0.014", ball 8-58 %: CWRU's ball faults are
+    known to show weak envelope lines), and the best class for 399 of 650 windows (61 %;
+    normal 92 %).
 
     Reference: McFadden & Smith, "Model for the vibration produced by a single point defect
         in a rolling element bearing", J. Sound Vib. 96 (1984); Randall & Antoni, "Rolling
