@@ -12,7 +12,9 @@ import torch
 
 from pfdtrain.config.training_config import (BearingConfig, ConfigError, PhysicsConfig,
                                              SyntheticConfig, TrainingConfig)
+from pfdtrain.data.records import RecordSplit
 from pfdtrain.data.rolling_element import class_names, generate_record
+from pfdtrain.data.storage import write_dataset
 from pfdtrain.pipeline import run_training
 from pfdtrain.training.cnn_losses import LossConfigError
 from pfdtrain.training.physics_rolling_element import (LOCATIONS, EnvelopeSpectrumConsistencyLoss,
@@ -250,3 +252,33 @@ def test_pinn_trains_with_the_rolling_element_term(tmp_path):
 def test_rolling_term_settings_that_cannot_work_are_refused(tmp_path, sections, fragment):
     with pytest.raises(ConfigError, match=fragment):
         run_training(_config(tmp_path, **sections), progress_bar=False)
+
+
+def _recordings(path, class_names, metadata_key):
+    """Four recordings per class at 12 kHz (noise), with ``metadata_key`` as their only
+    metadata column."""
+    rng = np.random.default_rng(0)
+    records, labels, ids = [], [], []
+    for label in range(len(class_names)):
+        for k in range(4):
+            records.append(rng.standard_normal(4096).astype(np.float32))
+            labels.append(label)
+            ids.append(f"r-{label}-{k}")
+    split = RecordSplit.from_records(records, labels, ids,
+                                     metadata={metadata_key: [1797.0] * len(records)})
+    write_dataset(path, {"records": split}, class_names=class_names, sampling_rate=FS,
+                  source="test recordings")
+    return path
+
+
+@pytest.mark.parametrize("class_names, key, fragment", [
+    (["normal", "outer_race"], "load", "has no 'rpm' or 'speed_hz' metadata"),
+    (["normal", "rotor_rub"], "rpm", "none of the classes"),
+])
+def test_data_the_rolling_term_cannot_read_is_refused(tmp_path, class_names, key, fragment):
+    source = _recordings(tmp_path / "recordings.h5", class_names, key)
+    config = _config(tmp_path, data={"source": str(source), "split": "record",
+                                     "val_fraction": 0.25, "test_fraction": 0.25},
+                     synthetic={"kind": "journal"})
+    with pytest.raises(ConfigError, match=fragment):
+        run_training(config, progress_bar=False)

@@ -49,7 +49,7 @@ def select_labeled(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
         ValueError: ``fraction`` outside (0, 1].
 
     Example:
-        >>> select_labeled(np.array([0, 1, 1, 1]), 0.1, seed=0).sum()
+        >>> int(select_labeled(np.array([0, 1, 1, 1]), 0.1, seed=0).sum())
         2
     """
     if isinstance(fraction, bool) or not 0.0 < float(fraction) <= 1.0:

@@ -405,7 +405,7 @@ class MaskedClassificationLoss(nn.Module):
     Example:
         >>> loss_fn = MaskedClassificationLoss(nn.CrossEntropyLoss())
         >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)
-        >>> float(loss_fn(logits, torch.tensor([-1, -1])))
+        >>> loss_fn(logits, torch.tensor([-1, -1])).item()
         0.0
         >>> loss_fn(logits, torch.tensor([0, -1])) == nn.functional.cross_entropy(
         ...     logits[:1], torch.tensor([0]))
