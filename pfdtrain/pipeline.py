@@ -111,7 +111,9 @@ def build_criterion(config: TrainingConfig, data: DataBundle
     lc = config.loss
     weights = None
     if lc.class_weights == "balanced":
-        weights = class_weights_from_labels(data.train_loader.dataset.labels, data.num_classes)
+        labels = data.train_loader.dataset.labels
+        # Few labels (data.label_fraction): weights from the windows that keep their label.
+        weights = class_weights_from_labels(labels[labels >= 0], data.num_classes)
     if lc.name == "label_smoothing":
         return create_criterion("label_smoothing", smoothing=lc.smoothing, weight=weights), None
     if lc.name == "focal":

@@ -33,7 +33,7 @@ from pfdtrain.errors import PfdtrainError
 from pfdtrain.models import MODEL_REGISTRY
 from pfdtrain.training.cnn_losses import LOSS_NAMES
 from pfdtrain.training.domain_losses import DOMAIN_LOSSES
-from pfdtrain.training.registry import TRAINERS
+from pfdtrain.training.registry import PHYSICS_TERMS, TRAINERS
 from pfdtrain.utils.io import atomic_open
 
 
@@ -77,6 +77,11 @@ class DataConfig:
                                "duration (time) for validation", min=0.0, max=0.5)
     test_fraction: float = _opt(0.15, "fraction of records (record) or of each recording's "
                                 "duration (time) for the test split", min=0.0, max=0.5)
+    label_fraction: float = _opt(1.0, "few labels: fraction of the training windows that keep "
+                                 "their label (stratified per class, at least one per class, "
+                                 "chosen from seed); the rest are unlabeled (-1) and train only "
+                                 "label-free terms (physics). Validation and test keep theirs",
+                                 min=0.0, max=1.0)
     split_gap: Optional[int] = _opt(None, "time split: samples left out between the parts "
                                     "(default: one window_length)", min=0)
     group_key: str = _opt("load", "group split: the metadata column whose values are held out "
@@ -115,11 +120,19 @@ class DataConfig:
     def check(self) -> None:
         """Refuse transform parameters that cannot work whatever the data (an unknown
         parameter, an inverted band); the ones that depend on the sampling rate (a band
-        above the Nyquist frequency) are checked when the data are loaded.
+        above the Nyquist frequency) are checked when the data are loaded. Also refuses a
+        ``label_fraction`` outside (0, 1].
 
         Raises:
             ConfigError: names the key and the fix.
         """
+        fraction = self.label_fraction
+        if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                or not 0.0 < fraction <= 1.0):
+            # 0 would leave no labeled window: the classifier could not learn the classes.
+            raise ConfigError(f"data.label_fraction = {fraction!r} must lie in (0, 1]: the "
+                              f"fraction of training windows that keep their label, e.g. 0.1 "
+                              f"(10 %); 1.0 = every window labeled")
         if self.transform not in TRANSFORMS:
             return  # the choices check names it (with the closest match)
         try:
@@ -431,14 +444,83 @@ class LossConfig:
 
 
 @dataclass
+class BearingConfig:
+    """Rolling-element bearing geometry of the ``physics.term: rolling_element`` loss.
+
+    Defaults: the SKF 6205 drive-end bearing of the CWRU rig (also the simulator's default,
+    :class:`RollingElementConfig`). With simulated rolling-element data
+    (``synthetic.kind: rolling_element``) the simulator's geometry is used; a different
+    geometry set here is refused (``pfdtrain.training.physics_rolling_element``).
+
+    Example:
+        >>> BearingConfig().num_balls
+        9
+    """
+
+    num_balls: int = _opt(9, "number of rolling elements Z", min=3)
+    ball_diameter_mm: float = _opt(7.94, "ball diameter d, mm", min=0.0)
+    pitch_diameter_mm: float = _opt(39.04, "pitch diameter D, mm (must exceed d)", min=0.0)
+    contact_angle_deg: float = _opt(0.0, "contact angle alpha, degrees", min=0.0, max=60.0)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse a geometry whose balls cannot sit on the pitch circle.
+
+        Raises:
+            ConfigError: d <= 0, d >= D, or Z d >= pi D.
+        """
+        w = "physics.bearing"
+        d, pitch = float(self.ball_diameter_mm), float(self.pitch_diameter_mm)
+        if d <= 0 or d >= pitch:
+            raise ConfigError(f"{w}.ball_diameter_mm = {d:g} must be > 0 and smaller than "
+                              f"{w}.pitch_diameter_mm = {pitch:g}: the ball centres lie on the "
+                              f"pitch circle (SKF 6205: 7.94 and 39.04 mm)")
+        if self.num_balls * d >= math.pi * pitch:
+            raise ConfigError(f"{w}: {self.num_balls} balls of {d:g} mm do not fit on a "
+                              f"{pitch:g} mm pitch circle (Z d >= pi D); lower num_balls or "
+                              f"ball_diameter_mm")
+
+
+@dataclass
 class PhysicsConfig:
     """Physics-informed training (``trainer: pinn``): loss = classification + lambda * physics."""
 
+    term: str = _opt(next(iter(PHYSICS_TERMS)), "physics term: " + "; ".join(
+        f"{name} ({what})" for name, (_, what) in PHYSICS_TERMS.items()),
+        choices=list(PHYSICS_TERMS))
     weight: float = _opt(0.1, "lambda: weight of the frequency-consistency loss", min=0.0)
     warmup_epochs: int = _opt(0, "epochs over which lambda ramps linearly from 0 (0 = constant)",
                               min=0)
     constraint_weight: float = _opt(0.05, "weight of the operating-condition constraint loss "
-                                    "(inside lambda)", min=0.0)
+                                    "(inside lambda; journal term only)", min=0.0)
+    bearing: BearingConfig = _section(BearingConfig, "rolling_element term: bearing geometry "
+                                      "(synthetic rolling_element data: the simulator's)")
+    envelope_band_hz: Optional[list] = _opt(None, "rolling_element term: [low, high] band "
+                                            "(Hz) kept before the envelope; null = above 1 kHz "
+                                            "(the resonances the impacts ring)")
+    harmonics: int = _opt(3, "rolling_element term: harmonics of each strike frequency "
+                          "inspected", min=1, max=10)
+    slip_tolerance: float = _opt(0.03, "rolling_element term: +- relative tolerance around "
+                                 "each strike frequency (rolling elements slip 1-3 %)",
+                                 min=0.0, max=0.2)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse an envelope band that is not ``[low, high]`` with ``0 <= low < high``.
+
+        Raises:
+            ConfigError: names the key and the fix.
+        """
+        if self.envelope_band_hz is not None:
+            lo, hi = _range(self.envelope_band_hz, "physics.envelope_band_hz", "[1000, 5000]")
+            if lo < 0 or lo == hi:
+                raise ConfigError(f"physics.envelope_band_hz = {self.envelope_band_hz!r} must "
+                                  f"be [low, high] Hz with 0 <= low < high, e.g. [1000, 5000], "
+                                  f"or null for everything above 1 kHz")
 
 
 @dataclass

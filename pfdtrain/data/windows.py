@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from pfdtrain.config.training_config import ConfigError, TrainingConfig
 from pfdtrain.data.augment import WindowAugmenter
+from pfdtrain.data.label_fraction import apply_label_fraction
 from pfdtrain.data.records import DataError, LoadedDataset, RecordSplit, is_text_metadata
 from pfdtrain.data.sampler import EpochShuffleSampler, ShardSampler
 from pfdtrain.data.signal_store import LazySignals
@@ -632,6 +633,13 @@ def build_dataloaders(config: TrainingConfig, with_metadata: bool = False,
                                   persistent_workers=dc.num_workers > 0, drop_last=False)
     train_ds = dataset("train")
     train_ds.augmenter = augmenter  # training windows only: val/test are measured clean
+    if dc.label_fraction < 1.0:
+        # Few labels: training windows only; validation and test are measured on every label.
+        info = apply_label_fraction(train_ds, dc.label_fraction, config.seed)
+        split_info["label_fraction"] = info
+        logger.info("label_fraction %g: %d of %d training windows keep their label (per "
+                    "class %s; seed %d)", dc.label_fraction, info["labeled_total"],
+                    info["windows_total"], info["labeled"], config.seed)
     train_common = dict(common)
     if augmenter is not None and dc.num_workers > 0:
         # The epoch seeds the draws and is set on the dataset in this process: workers made

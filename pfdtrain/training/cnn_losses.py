@@ -36,6 +36,7 @@ __all__ = [
     "LabelSmoothingCrossEntropy",
     "FocalLoss",
     "SupConLoss",
+    "MaskedClassificationLoss",
     "LOSS_NAMES",
     "create_criterion",
     "class_weights_from_labels",
@@ -382,6 +383,57 @@ class SupConLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, base_temperature={self.base_temperature}"
+
+
+class MaskedClassificationLoss(nn.Module):
+    """
+    A classification loss over the labeled rows of a batch only (``data.label_fraction``).
+
+    Rows whose target is negative (``UNLABELED`` = -1) are left out: the loss is
+    ``criterion(logits[m], targets[m])`` with ``m = targets >= 0``, i.e. the wrapped
+    criterion's own reduction (the mean, or the class-weighted mean) over the labeled rows.
+    A batch without any labeled row gives ``logits.sum() * 0``: exactly 0, no NaN, and
+    still attached to the graph (so ``backward`` works and the other loss terms of a
+    trainer still train on that batch).
+
+    Selecting the rows costs one host sync per batch (their number decides the shapes);
+    trainers wrap their criterion only when labels can be missing.
+
+    Args:
+        criterion: ``(logits [B, C], targets [B]) -> scalar``, e.g. ``nn.CrossEntropyLoss()``.
+
+    Example:
+        >>> loss_fn = MaskedClassificationLoss(nn.CrossEntropyLoss())
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)
+        >>> loss_fn(logits, torch.tensor([-1, -1])).item()
+        0.0
+        >>> loss_fn(logits, torch.tensor([0, -1])) == nn.functional.cross_entropy(
+        ...     logits[:1], torch.tensor([0]))
+        tensor(True)
+    """
+
+    def __init__(self, criterion: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.criterion = criterion
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """
+        Compute the loss over the labeled rows.
+
+        Args:
+            inputs: predicted logits ``[B, num_classes]``.
+            targets: class indices ``[B]``; negative = unlabeled.
+
+        Returns:
+            Scalar loss tensor.
+        """
+        labeled = targets >= 0
+        count = int(labeled.sum())  # the one host sync
+        if count == 0:
+            return inputs.sum() * 0.0
+        if count == targets.numel():
+            return self.criterion(inputs, targets)
+        return self.criterion(inputs[labeled], targets[labeled])
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from pfdtrain.errors import TrainingError
 from pfdtrain.training.checkpoint import (CheckpointError, capture_rng_state, load_checkpoint_file,
                                           restore_rng_state)
 from pfdtrain.training.cnn_callbacks import Callback, CallbackList
+from pfdtrain.training.cnn_losses import MaskedClassificationLoss
 from pfdtrain.training.distributed import agree_any, all_reduce_sum, is_distributed
 from pfdtrain.utils.logging import get_logger
 
@@ -69,6 +70,10 @@ class CNNTrainer:
         metadata: facts about the data saved in checkpoints for whoever loads them
             (``class_names``, ``dataset_hash``, ``sampling_rate``, ``input_length``,
             ``window_length``, ``transform``).
+        partial_labels: training targets may be unlabeled (-1, ``data.label_fraction``):
+            ``criterion`` is wrapped in ``MaskedClassificationLoss`` (labeled rows only).
+            None: from ``config.data.label_fraction < 1`` (False without a config). Training
+            accuracy always counts the labeled windows only.
 
     Example:
         >>> trainer = CNNTrainer(model, train_loader, val_loader, optimizer=opt,
@@ -92,6 +97,15 @@ class CNNTrainer:
         Raises:
             ConfigError: naming the setting and the fix.
         """
+        if config.loss.name == "supcon" and config.data.label_fraction < 1.0:
+            from pfdtrain.config.training_config import ConfigError  # the config imports us
+
+            # SupCon's positives are the windows of the same class: unlabeled windows have
+            # none, and leaving them out would silently train it on a few windows per batch.
+            raise ConfigError(f"loss.name: supcon pulls together windows of the same class, "
+                              f"which unlabeled windows do not have; with "
+                              f"data.label_fraction = {config.data.label_fraction} use loss.name "
+                              f"ce, label_smoothing or focal, or data.label_fraction: 1.0")
 
     @classmethod
     def from_config(cls, config: "TrainingConfig", data: "DataBundle",
@@ -127,6 +141,7 @@ class CNNTrainer:
         progress_bar: Optional[bool] = None,
         config: Any = None,
         metadata: Optional[dict[str, Any]] = None,
+        partial_labels: Optional[bool] = None,
     ) -> None:
         if gradient_accumulation_steps < 1:
             raise ValueError("gradient_accumulation_steps must be >= 1")
@@ -140,6 +155,13 @@ class CNNTrainer:
             self.model.parameters(), lr=1e-3)
         self.lr_scheduler = lr_scheduler
         self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+        if partial_labels is None:
+            data_config = getattr(config, "data", None)
+            partial_labels = getattr(data_config, "label_fraction", 1.0) < 1.0
+        self.partial_labels = bool(partial_labels)
+        if self.partial_labels and not isinstance(self.criterion, MaskedClassificationLoss):
+            # Only then: selecting the labeled rows costs a host sync per batch.
+            self.criterion = MaskedClassificationLoss(self.criterion)
         if isinstance(self.criterion, nn.Module):
             self.criterion.to(self.device)  # class-weight buffers live with the logits
         self.embedding_criterion = embedding_criterion
@@ -397,17 +419,23 @@ class CNNTrainer:
     # ------------------------------------------------------------------ metrics
     def _new_sums(self) -> dict[str, torch.Tensor]:
         # Sums live on the device: adding to them never waits for the GPU.
+        # "labeled": the windows accuracy is measured on (data.label_fraction); "count" all.
         return {"loss": torch.zeros((), dtype=torch.float64, device=self.device),
                 "correct": torch.zeros((), dtype=torch.float64, device=self.device),
-                "count": torch.zeros((), dtype=torch.float64, device=self.device)}
+                "count": torch.zeros((), dtype=torch.float64, device=self.device),
+                "labeled": torch.zeros((), dtype=torch.float64, device=self.device)}
 
     @staticmethod
     def _accumulate(sums: dict[str, torch.Tensor], loss: torch.Tensor, logits: torch.Tensor,
                     targets: torch.Tensor, extra: dict[str, torch.Tensor]) -> None:
         n = targets.size(0)
+        if "labeled" not in sums:  # running sums from a checkpoint of before label_fraction
+            sums["labeled"] = sums["count"].clone()
         sums["loss"] += loss.detach().double() * n
+        # An unlabeled target (-1) never equals an argmax: only labeled windows count.
         sums["correct"] += (logits.detach().argmax(dim=1) == targets).sum()
         sums["count"] += n
+        sums["labeled"] += (targets >= 0).sum()
         for name, value in extra.items():
             if name not in sums:
                 sums[name] = torch.zeros((), dtype=torch.float64, device=loss.device)
@@ -427,18 +455,22 @@ class CNNTrainer:
                   ) -> dict[str, float]:
         totals = self._reduce_sums(sums, reduce)
         count = totals.pop("count")
+        labeled = totals.pop("labeled", count)
         if count == 0:
             raise TrainingError(f"the {prefix.rstrip('_') or 'evaluation'} loader yielded no "
                                 f"samples; check the dataset split sizes and batch size")
+        # Accuracy over the labeled windows; NaN (not a made-up 0 %) when there were none.
         metrics = {f"{prefix}loss": totals.pop("loss") / count,
-                   f"{prefix}acc": 100.0 * totals.pop("correct") / count}
+                   f"{prefix}acc": (100.0 * totals.pop("correct") / labeled if labeled
+                                    else float("nan"))}
         metrics.update({f"{prefix}{k}": v / count for k, v in totals.items()})
         return metrics
 
     def _postfix(self, sums: dict[str, torch.Tensor]) -> dict[str, str]:
         count = max(float(sums["count"]), 1.0)
+        labeled = max(float(sums.get("labeled", sums["count"])), 1.0)
         return {"loss": f"{float(sums['loss']) / count:.4f}",
-                "acc": f"{100.0 * float(sums['correct']) / count:.2f}%"}
+                "acc": f"{100.0 * float(sums['correct']) / labeled:.2f}%"}
 
     @property
     def current_lr(self) -> float:

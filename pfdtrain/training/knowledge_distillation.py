@@ -155,6 +155,15 @@ class DistillationTrainer(CNNTrainer):
                               "targets + cross-entropy); loss.name must stay ce and "
                               "loss.class_weights none (set distillation.alpha and "
                               "distillation.temperature instead)")
+        if config.data.label_fraction < 1.0:
+            # DistillationLoss mixes its CE and KL terms per batch with alpha; masking only
+            # the CE part would silently change that balance from batch to batch.
+            raise ConfigError(f"trainer: distillation does not support few labels "
+                              f"(data.label_fraction = {config.data.label_fraction}): its "
+                              f"DistillationLoss weighs cross-entropy against the teacher's "
+                              f"soft targets on every window. Set data.label_fraction: 1.0 "
+                              f"(distillation.alpha: 1.0 learns from the teacher alone), or "
+                              f"use trainer: pinn / cnn with few labels")
         if config.distillation.teacher is None:
             raise ConfigError("trainer: distillation needs distillation.teacher, the path of a "
                               "trained checkpoint, e.g. "

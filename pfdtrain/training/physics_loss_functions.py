@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,12 @@ from torch import Tensor, nn
 from pfdtrain.data.spectral import KNOWN_CLASSES, band_energies, class_evidence
 from pfdtrain.training.cnn_losses import LossConfigError, _check_real
 
-__all__ = ["FrequencyConsistencyLoss", "PhysicalConstraintLoss", "MultiTaskLoss"]
+if TYPE_CHECKING:  # annotations only
+    from pfdtrain.config.training_config import TrainingConfig
+    from pfdtrain.data.windows import DataBundle
+
+__all__ = ["FrequencyConsistencyLoss", "PhysicalConstraintLoss", "MultiTaskLoss",
+           "journal_terms"]
 
 
 def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
@@ -385,3 +390,22 @@ class MultiTaskLoss(nn.Module):
         # Return breakdown for logging
         values = torch.stack(list(terms.values())).detach().tolist()
         return terms["total_loss"], dict(zip(terms, values))
+
+
+def journal_terms(config: "TrainingConfig", data: "DataBundle"
+                  ) -> tuple[nn.Module, Optional[nn.Module]]:
+    """``physics.term: journal`` (the default): the journal-bearing physics terms.
+
+    Args:
+        config: the run's config (unused: the journal terms take their settings from
+            their defaults; kept for the builder signature of ``PHYSICS_TERMS``).
+        data: the loaded data (sampling rate and class names).
+
+    Returns:
+        ``(FrequencyConsistencyLoss, PhysicalConstraintLoss)``.
+
+    Example:
+        >>> physics, constraint = journal_terms(config, data)   # doctest: +SKIP
+    """
+    return (FrequencyConsistencyLoss(data.sampling_rate, data.class_names),
+            PhysicalConstraintLoss(data.class_names))

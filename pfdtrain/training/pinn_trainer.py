@@ -3,8 +3,13 @@
 Same loop, callbacks and checkpoints as ``CNNTrainer``; only the loss differs:
 ``loss = classification + λ · (frequency consistency + constraint_weight · constraints)``,
 combined by the guide's ``MultiTaskLoss``, with λ constant or ramped up over the first
-epochs. History gains ``train_physics_loss`` and ``val_physics_loss`` (guide §1.2 optional
-keys), ``*_classification_loss`` and ``*_auxiliary_loss`` (the constraint term).
+epochs. ``physics.term`` picks the physics terms from
+:data:`~pfdtrain.training.registry.PHYSICS_TERMS` (``journal``: frequency consistency +
+oil-whirl constraint; ``rolling_element``: envelope-spectrum consistency, no constraint).
+With ``data.label_fraction < 1`` the classification term covers the labeled windows only,
+the physics term every window. History gains ``train_physics_loss`` and
+``val_physics_loss`` (guide §1.2 optional keys), ``*_classification_loss`` and
+``*_auxiliary_loss`` (the constraint term).
 
 Example:
     >>> trainer = PINNTrainer(model, train_loader, val_loader, optimizer=opt,
@@ -21,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 from torch import nn
 
-from pfdtrain.config.training_config import ConfigError
+from pfdtrain.config.training_config import ConfigError, PhysicsConfig
 from pfdtrain.errors import TrainingError
 from pfdtrain.training.cnn_trainer import CNNTrainer
-from pfdtrain.training.physics_loss_functions import (FrequencyConsistencyLoss, MultiTaskLoss,
-                                                      PhysicalConstraintLoss)
+from pfdtrain.training.physics_loss_functions import MultiTaskLoss
+from pfdtrain.training.registry import physics_term_builder
 
 if TYPE_CHECKING:
     from pfdtrain.config.training_config import TrainingConfig
@@ -61,14 +66,35 @@ class PINNTrainer(CNNTrainer):
             raise ConfigError("trainer: pinn combines classification and physics losses; it "
                               "does not add the supcon embedding term. Use loss.name ce, "
                               "label_smoothing or focal with trainer: pinn")
+        if config.physics.term == "rolling_element":
+            cls._check_rolling_element(config)
+
+    @staticmethod
+    def _check_rolling_element(config: "TrainingConfig") -> None:
+        """The rolling term's settings that can be judged before the data is read."""
+        # Deferred: the rolling term's module (and the simulator it uses) is loaded only
+        # when the term is chosen.
+        from pfdtrain.training.physics_rolling_element import resolve_bearing_geometry
+
+        default_constraint = PhysicsConfig.__dataclass_fields__["constraint_weight"].default
+        if config.physics.constraint_weight != default_constraint:
+            raise ConfigError(f"physics.constraint_weight = {config.physics.constraint_weight} "
+                              f"weighs the journal-bearing oil-whirl constraint, which "
+                              f"physics.term: rolling_element does not use; remove it, or use "
+                              f"physics.term: journal")
+        if config.data.source == "synthetic" and config.synthetic.kind != "rolling_element":
+            raise ConfigError(f"physics.term: rolling_element looks for rolling-element fault "
+                              f"frequencies, but synthetic.kind = {config.synthetic.kind!r} "
+                              f"has none of its classes; set synthetic.kind: rolling_element "
+                              f"or physics.term: journal")
+        resolve_bearing_geometry(config)  # refuses two disagreeing geometries
 
     @classmethod
     def from_config(cls, config: "TrainingConfig", data: "DataBundle",
                     common: dict[str, Any]) -> "PINNTrainer":
         pc = config.physics
-        return cls(**common,
-                   physics_loss=FrequencyConsistencyLoss(data.sampling_rate, data.class_names),
-                   constraint_loss=PhysicalConstraintLoss(data.class_names),
+        physics_loss, constraint_loss = physics_term_builder(pc.term)(config, data)
+        return cls(**common, physics_loss=physics_loss, constraint_loss=constraint_loss,
                    physics_weight=pc.weight, constraint_weight=pc.constraint_weight,
                    warmup_epochs=pc.warmup_epochs)
 
