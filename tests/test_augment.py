@@ -92,6 +92,34 @@ def test_mid_epoch_resume_replays_the_rest_of_the_epoch():
     assert all(torch.equal(a, b) for a, b in zip(whole[2:], tail))
 
 
+def test_a_speed_augmented_window_carries_its_new_speed():
+    """Bug fix: the physics losses and condition-aware models read rpm / speed_hz from the
+    metadata; a window resampled to another speed must report that speed, not the record's."""
+    rng = np.random.default_rng(3)
+    signals = rng.standard_normal(4000).astype(np.float32)
+    offsets = np.array([0, 2000, 4000], np.int64)
+    meta = {"rpm": np.array([1800.0, 1200.0]), "speed_hz": np.array([30.0, 20.0]),
+            "load": np.array([0.5, 1.0])}
+    aug = WindowAugmenter([SpeedPerturbation((0.9, 1.1), 0.7)], seed=5)
+    ds = WindowDataset(signals, offsets, np.array([0, 1]), 512, 256, "zscore", augmenter=aug,
+                       metadata=meta)
+    ds.set_epoch(2)
+    factors = [aug.speed_factor(2, i) for i in range(len(ds))]
+    assert any(f != 1.0 for f in factors) and any(f == 1.0 for f in factors)
+    batch = collate_windows(ds.__getitems__(list(range(len(ds)))))
+    for i, factor in enumerate(factors):
+        record = int(ds.window_record[i])
+        expected_rpm = np.float32(np.float32(meta["rpm"][record]) * factor)
+        assert ds[i][2]["rpm"].item() == pytest.approx(expected_rpm, rel=1e-6)
+        assert batch[2]["rpm"][i].item() == ds[i][2]["rpm"].item()  # both paths agree
+        assert batch[2]["speed_hz"][i].item() == pytest.approx(
+            meta["speed_hz"][record] * factor, rel=1e-6)
+        assert batch[2]["load"][i].item() == meta["load"][record]  # not a speed: unchanged
+    unaugmented = WindowDataset(signals, offsets, np.array([0, 1]), 512, 256, "zscore",
+                                metadata=meta)
+    assert unaugmented[0][2]["rpm"].item() == 1800.0
+
+
 def test_white_noise_reaches_the_drawn_snr_exactly():
     t = np.arange(4096)
     signal = (2.0 * np.sin(2 * np.pi * t / 64) + 0.5).astype(np.float32)  # power (var) 2.0

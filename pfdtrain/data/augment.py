@@ -255,6 +255,12 @@ class WindowAugmenter:
     def _rng(self, epoch: int, index: int, name: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(epoch), int(index), _STREAM[name]])
 
+    def speed_factor(self, epoch: int, index: int) -> float:
+        """The speed ratio window ``index`` gets in ``epoch`` (1.0 without ``speed``): the
+        same draw as :meth:`window` makes, so the window's speed metadata can follow it."""
+        speed = self.by_name.get("speed")
+        return float(speed.draw(self._rng(epoch, index, "speed"))) if speed else 1.0
+
     def window(self, signals: Union[np.ndarray, Reader], start: int, record_start: int,
                record_end: int, window_length: int, epoch: int, index: int) -> np.ndarray:
         """The augmented window ``index`` (float32 ``[window_length]``, a new array).

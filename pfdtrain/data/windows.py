@@ -46,6 +46,7 @@ from pfdtrain.utils.logging import get_logger
 from pfdtrain.utils.reproducibility import seed_worker
 
 logger = get_logger(__name__)
+SPEED_KEYS = ("rpm", "speed_hz")  # metadata that scales with a speed augmentation
 
 NORMALIZATIONS: tuple[str, ...] = ("none", "zscore", "minmax", "rms")
 # split_info["validation"] -> the log line's words
@@ -315,7 +316,8 @@ class WindowDataset(Dataset):
         if self.transform is None:
             return x
         speed = (None if self.record_speed_hz is None else
-                 torch.from_numpy(self.record_speed_hz[self.window_record[index]]))
+                 torch.from_numpy(self.record_speed_hz[self.window_record[index]]
+                                  * self._speed_factors(index)))
         return self.transform(x, speed)
     # ---- end of the input transform hook ------------------------------------------------
 
@@ -373,8 +375,8 @@ class WindowDataset(Dataset):
                 torch.tensor(int(self.labels[index]), dtype=torch.int64))
         if self.metadata is None:
             return item
-        record = int(self.window_record[index])
-        return (*item, {k: torch.tensor(v[record]) for k, v in self.metadata.items()})
+        return (*item, {k: torch.tensor(v[0]) for k, v in
+                        self._window_metadata(np.array([index])).items()})
 
     def __getitems__(self, indices: Sequence[int]) -> WindowBatch:
         """The windows ``indices`` as one batch (what a DataLoader asks for).
@@ -407,9 +409,28 @@ class WindowDataset(Dataset):
                                       index).unsqueeze(1),
                     torch.from_numpy(self.labels[index])]
         if self.metadata is not None:
-            record = self.window_record[index]
-            collated.append({k: torch.from_numpy(v[record]) for k, v in self.metadata.items()})
+            collated.append({k: torch.from_numpy(v)
+                             for k, v in self._window_metadata(index).items()})
         return WindowBatch(collated)
+
+    def _speed_factors(self, index: np.ndarray) -> np.ndarray:
+        """Each window's speed ratio this epoch (float64; all 1 without speed augmentation)."""
+        if self.augmenter is None or "speed" not in self.augmenter.by_name:
+            return np.ones(len(index))
+        return np.array([self.augmenter.speed_factor(self.epoch, int(i)) for i in index])
+
+    def _window_metadata(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The records' metadata of windows ``index``; a speed-augmented window's speed
+        (``rpm``, ``speed_hz``) is multiplied by its speed ratio, as its fault frequencies
+        are (physics losses and condition-aware models read the speed the window shows)."""
+        assert self.metadata is not None
+        record = self.window_record[index]
+        meta = {k: v[record] for k, v in self.metadata.items()}
+        factor = self._speed_factors(index)
+        for key in SPEED_KEYS:
+            if key in meta:
+                meta[key] = (meta[key] * factor).astype(meta[key].dtype)
+        return meta
 
     def _read_windows(self, starts: np.ndarray) -> np.ndarray:
         """float32 ``[B, window_length]``: the windows at ``starts``, a fresh array."""
