@@ -211,3 +211,20 @@ def test_paderborn_tasks_put_source_and_target_on_other_bearings(tmp_path):
     sides = {d: {b for b, dom in zip(records.metadata["bearing"], records.metadata["domain"])
                  if dom == d} for d in ("source", "target")}
     assert sides == {"source": {"K001", "KA04", "KI04"}, "target": {"K002", "KA15", "KI14"}}
+
+
+def test_few_labels_suite_scores_the_last_epoch_with_the_datas_physics_term(tmp_path):
+    results = run_benchmark("few-labels", seeds=[0], methods=["cnn1d", "pinn"],
+                            tasks=["sim-1pct"], out=tmp_path, epochs=1, echo=lambda _: None)
+    runs = {r["method"]: r for r in results["runs"]}
+    assert set(runs) == {"cnn1d", "pinn"}
+    for method, run in runs.items():
+        assert run["checkpoint"] == "latest_model.pth"
+        config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())
+        assert config["data"]["label_fraction"] == 0.01
+        assert config["callbacks"]["early_stopping"]["enabled"] is False
+        assert config["trainer"] == ("pinn" if method == "pinn" else "cnn")
+    pinn = yaml.safe_load((Path(runs["pinn"]["run_dir"]) / "config.yaml").read_text())
+    assert pinn["physics"]["term"] == "rolling_element"
+    history = json.loads((Path(runs["pinn"]["run_dir"]) / "history.json").read_text())
+    assert history["train_physics_loss"][0] > 0

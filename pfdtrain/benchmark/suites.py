@@ -273,7 +273,7 @@ def _few_labels(ctx: SuiteContext) -> list[Task]:
         # The last epoch is scored: choosing it on fully labeled validation windows would use
         # more labels than the protocol grants.
         few = ("data.split=record", f"data.label_fraction={fraction}",
-               "early_stopping.enabled=false")
+               "callbacks.early_stopping.enabled=false")
         tasks.append(Task(f"journal-{pct}pct", f"built-in journal data, {pct} % of the "
                           f"training windows labeled", (*JOURNAL_WINDOWS, *few),
                           physics=JOURNAL_PHYSICS, checkpoint="latest_model.pth"))
