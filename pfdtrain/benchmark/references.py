@@ -47,5 +47,5 @@ REFERENCES: dict[str, Reference] = {
         figures={},
         protocol="the WDCNN network (wide first-layer kernel, small kernels after) as the "
                  "field's baseline, trained here exactly like CNN1D; the paper's own "
-                 "load-shift sets (1, 2, 3 HP) differ from the shared folder's 0 and 1 HP."),
+                 "CWRU load-shift sets (1, 2, 3 HP) are not a task of this table."),
 }
