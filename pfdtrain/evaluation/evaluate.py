@@ -562,7 +562,25 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     write_json(out / "metrics.json", metrics)
     with atomic_open(out / "report.md", "w") as handle:
         handle.write(render_report(metrics))
+    _announce(metrics, run_dir, out)
     return metrics
+
+
+def _announce(metrics: dict[str, Any], run_dir: Path, out: Path) -> None:
+    """``evaluation_complete`` in the run's ``events.jsonl``, when the checkpoint lies in a
+    run folder that has one (the dashboard then shows the report)."""
+    from pfdtrain.training.cnn_callbacks import evaluation_event
+    from pfdtrain.utils.events import EVENTS_FILE, append_event
+
+    events = run_dir / EVENTS_FILE
+    if not events.is_file():
+        return
+    try:
+        file = str((out / "metrics.json").resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        file = str((out / "metrics.json").resolve())
+    append_event(events, evaluation_event({**metrics, "metrics_file": file}, source="evaluate"),
+                 kept=f"{out / 'metrics.json'} and report.md are written")
 
 
 # --------------------------------------------------------------------------------------------
