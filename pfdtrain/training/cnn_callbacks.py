@@ -776,7 +776,9 @@ def evaluation_event(metrics: dict, source: str) -> dict:
     loss = metrics.get("loss", metrics.get("test_loss"))
     return {"event": "evaluation_complete", "source": source,
             "metrics_file": str(file) if file else None,
-            "split": metrics.get("split", "test"), "checkpoint": metrics.get("checkpoint"),
+            # test_metrics.json's "split" describes how the data was split: that is "test"
+            "split": split if isinstance(split := metrics.get("split"), str) else "test",
+            "checkpoint": metrics.get("checkpoint"),
             "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
             "loss": loss, "recording_accuracy": metrics.get("recording_accuracy"),
             "ece": metrics.get("ece"), "num_samples": metrics.get("num_samples",
