@@ -12,12 +12,17 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pfdtrain.dashboard.server import bind, make_server
 from tests.test_dashboard import DASH_CONFIG
+
+EPOCHS = 3
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Chromium inside a closed network: no sandbox (root in CI), and none of the background
@@ -39,50 +44,56 @@ def _screenshot(page, tmp_path: Path, name: str) -> None:
         shutil.copy(tmp_path / name, Path(target) / name)
 
 
-def _start_dashboard(runs: Path) -> tuple[subprocess.Popen, str]:
-    """``pfdtrain dashboard RUNS --port 0``, as a user starts it; its URL from its first line."""
-    proc = subprocess.Popen([sys.executable, "-m", "pfdtrain", "dashboard", str(runs), "--port",
-                             "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    assert line.startswith("pfdtrain dashboard: http://127.0.0.1:"), (line, proc.stderr.read()
-                                                                       if proc.poll() else "")
-    return proc, line.split()[2]
+@contextmanager
+def _dashboard(runs: Path):
+    """The dashboard server on an ephemeral port, in a thread of this process (a second
+    interpreter importing torch would cost the 2-core CI machine seconds); the command
+    itself is tested in test_dashboard.py."""
+    sock = bind("127.0.0.1", 0)
+    server = make_server(runs, sock, "127.0.0.1")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_run_page_follows_a_live_training_in_chromium(tmp_path):
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-    config = {**DASH_CONFIG, "name": "live", "num_epochs": 4, "logging": {}}
+    config = {**DASH_CONFIG, "name": "live", "num_epochs": EPOCHS, "logging": {}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     runs = tmp_path / "runs"
     runs.mkdir()
+    # one thread: beside the browser and the server, more would only contend for 2 cores
     train = subprocess.Popen([sys.executable, "-m", "pfdtrain", "train", "--config", "tiny.yaml",
                               "--no-progress"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    dashboard, url = _start_dashboard(runs)
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        with sync_api.sync_playwright() as p:
+        with _dashboard(runs) as url, sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            # The runs page shows the new run without a reload.
-            page.goto(url)
-            page.wait_for_selector('tr[data-run="live"]', timeout=60_000)
+            # The run page, opened before the run exists, waits for it (as after typing
+            # its name); the runs page is checked afterwards.
             page.goto(f"{url}run?name=live")
-            page.wait_for_function("document.body.dataset.status === 'running'", timeout=60_000)
-            first = int(page.evaluate("document.body.dataset.points"))
-            assert first < 4, "the training ended before the page could watch it"
-            # The curves gain points while it runs, then the status turns to finished.
-            page.wait_for_function(f"Number(document.body.dataset.points) > {first}",
-                                   timeout=60_000)
-            page.wait_for_function("document.body.dataset.status === 'finished'", timeout=90_000)
-            assert page.evaluate("document.body.dataset.points") == "4"
-            assert page.inner_text("#epochs") == "4 / 4"
+            page.wait_for_function("document.body.dataset.status === 'finished'", timeout=120_000)
+            seen = page.evaluate("window.pfdSeen")
+            # it watched the run live: status running first, then finished; the curves
+            # gained their points one epoch at a time, not all at once at the end
+            assert seen["statuses"][0] == "running" and seen["statuses"][-1] == "finished", seen
+            points = [n for n in seen["points"] if n]
+            assert points[0] < EPOCHS and points[-1] == EPOCHS, seen
+            assert page.evaluate("document.body.dataset.points") == str(EPOCHS)
+            assert page.inner_text("#epochs") == f"{EPOCHS} / {EPOCHS}"
             page.wait_for_selector("#chart-cm .main-svg", timeout=20_000)  # test confusion matrix
             assert page.locator("#chart-loss .scatterlayer .trace").count() == 2  # train, val
             _screenshot(page, tmp_path, "dashboard-run.png")
-            page.goto(url)
+            page.goto(url)  # the runs page lists it, finished
             page.wait_for_selector('tr[data-run="live"] .badge.finished', timeout=20_000)
             _screenshot(page, tmp_path, "dashboard-runs.png")
             page.goto(f"{url}compare?runs=live")
@@ -92,8 +103,7 @@ def test_run_page_follows_a_live_training_in_chromium(tmp_path):
             browser.close()
         assert train.wait(timeout=60) == 0, train.stderr.read()[-2000:]
     finally:
-        for proc in (train, dashboard):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=20)
+        if train.poll() is None:
+            train.terminate()
+            train.wait(timeout=20)
     assert (tmp_path / "dashboard-run.png").stat().st_size > 10_000

@@ -33,12 +33,12 @@ const pfd = {
     return response.json();
   },
   // Poll fn every `every(result)` ms; paused while the tab is hidden (no work for nobody).
-  poll(fn, every) {
+  poll(fn, every, errorDelay = 3000) {
     let timer = null;
     const tick = async () => {
       clearTimeout(timer);
       let delay = 5000;
-      try { delay = every(await fn()); } catch (e) { pfd.error(e); delay = 5000; }
+      try { delay = every(await fn()); pfd.error(null); } catch (e) { pfd.error(e); delay = errorDelay; }
       timer = setTimeout(() => { if (!document.hidden) tick(); }, delay);
     };
     document.addEventListener("visibilitychange", () => { if (!document.hidden) tick(); });
@@ -46,7 +46,7 @@ const pfd = {
   },
   error(e) {
     const box = document.getElementById("error");
-    if (box) box.textContent = "Dashboard: " + e.message;
+    if (box) box.textContent = e ? "Dashboard: " + e.message : "";
   },
   table(columns, rows) {
     // columns: [{key, label, num, fmt}], rows: objects; returns HTML

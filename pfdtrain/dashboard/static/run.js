@@ -8,6 +8,8 @@
   const KEYS = ["train_loss", "val_loss", "train_acc", "val_acc", "lr"];
   let generation = -1, next = 0, status = null, detailWanted = true, lastDetail = 0;
   let hist = {}, progress = null, summary = null;
+  // what the page has shown, in order (read by the browser test)
+  const seen = window.pfdSeen = {points: [], statuses: []};
   const reset = () => { hist = {epoch: []}; for (const k of KEYS) hist[k] = []; progress = null; };
   reset();
 
@@ -24,6 +26,7 @@
     Plotly.react("chart-lr", [line("lr", "learning rate")], pfd.layout("Learning rate",
       {yaxis: {exponentformat: "e"}}), pfd.plotConfig);
     document.body.dataset.points = String(hist.epoch.length);
+    seen.points.push(hist.epoch.length);
   }
 
   function fact(k, v) { return `<div class="fact"><div class="k">${pfd.esc(k)}</div><div class="v">${v}</div></div>`; }
@@ -32,6 +35,7 @@
     const s = summary;
     document.getElementById("status").innerHTML = pfd.badge(s.status);
     document.body.dataset.status = s.status;
+    if (seen.statuses[seen.statuses.length - 1] !== s.status) seen.statuses.push(s.status);
     const eta = progress && s.status === "running" ? pfd.secs(progress.eta) : "–";
     document.getElementById("headline").innerHTML = [
       fact("Model", pfd.esc(s.model ?? "–")), fact("Data", pfd.esc(s.data ?? "–")),
@@ -168,5 +172,6 @@
     }
     return status === "running" ? 1000 : 5000;
   }
-  pfd.poll(refresh, delay => delay);
+  // a run that does not exist yet (about to start) is asked for again every second
+  pfd.poll(refresh, delay => delay, 1000);
 })();
