@@ -67,8 +67,10 @@ def test_run_page_follows_a_live_training_in_chromium(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     runs = tmp_path / "runs"
     runs.mkdir()
-    # one thread: beside the browser and the server, more would only contend for 2 cores
-    train = subprocess.Popen([sys.executable, "-m", "pfdtrain", "train", "--config", "tiny.yaml",
+    # one thread: beside the browser and the server, more would only contend for 2 cores;
+    # epochs paced to 1.5 s at least, as a real training's are (tests/paced_job.py)
+    train = subprocess.Popen([sys.executable, str(Path(__file__).parent / "paced_job.py"),
+                              "--pace", "1.5", "--", "train", "--config", "tiny.yaml",
                               "--no-progress"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -152,14 +152,12 @@
         if (e.event === "epoch_complete") {
           hist.epoch.push(e.epoch);
           for (const k of KEYS) hist[k].push(e[k] ?? null);
-          progress = progress && progress.epoch > e.epoch ? progress : null;
           changed = true;
-        } else if (e.event === "epoch_progress") {
-          progress = e;
         } else if (["checkpoint_saved", "evaluation_complete", "train_end", "resumed", "train_begin"].includes(e.event)) {
           detailWanted = true;
         }
       }
+      progress = r.progress;
       if (!r.more) break;
     }
     if (changed || next === 0) drawCurves();
