@@ -45,7 +45,8 @@ class TensorBoardLogger(Callback):
     evaluation (``on_test_end``): the hyperparameters of :data:`HPARAM_KEYS` with the final
     metrics (best validation accuracy and loss, test accuracy and macro F1) and the test
     confusion matrix as an image. A resumed run drops what the interrupted session logged
-    after its checkpoint (``purge_step``), so no epoch appears twice.
+    after its checkpoint (``purge_step``), so no epoch appears twice; a new run in a reused
+    folder drops the earlier attempt's.
 
     Args:
         log_dir: the event-file folder, usually ``<run folder>/tensorboard``.
@@ -72,8 +73,10 @@ class TensorBoardLogger(Callback):
             raise output_error(exc, self.log_dir) from None
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        # Steps from here on replace any logged before (a resumed session's epochs after its
+        # checkpoint, or a reused folder's earlier attempt): TensorBoard hides them.
         done = self.trainer.epochs_completed if self.trainer is not None else 0
-        self._open(done + 1 if done else None)
+        self._open(done + 1)
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if self.writer is None:
