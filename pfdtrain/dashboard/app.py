@@ -130,8 +130,9 @@ def create_app(runs_dir: Path, benchmarks_dir: Optional[Path] = None,
                    generation: int = -1) -> JSONResponse:
         """Events from index ``after`` on; when the file was read again from the start (a
         resume cut it back) since the client's ``generation``, all of them, with ``reset``.
-        ``epoch_progress`` events are not in the list: ``progress`` is the newest one of the
-        running epoch (or null)."""
+        ``epoch_progress`` and ``checkpoint_saved`` events are not in the list:
+        ``progress`` is the newest one of the running epoch (or null), and ``/api/run``
+        lists the checkpoints with their newest ``checkpoint_saved``."""
         with store.lock:
             run = run_or_404(name)
             summary = run.summary()

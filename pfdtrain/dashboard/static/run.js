@@ -153,7 +153,8 @@
           hist.epoch.push(e.epoch);
           for (const k of KEYS) hist[k].push(e[k] ?? null);
           changed = true;
-        } else if (["checkpoint_saved", "evaluation_complete", "train_end", "resumed", "train_begin"].includes(e.event)) {
+          detailWanted = true;  // its checkpoints
+        } else if (["evaluation_complete", "train_end", "resumed", "train_begin"].includes(e.event)) {
           detailWanted = true;
         }
       }
