@@ -401,9 +401,22 @@ class Run:
             "best_val_acc": best_val, "test_acc": test_acc, "duration": duration,
             "started": started, "last_update": self.log.mtime or None,
             "progress": self.log.progress if status == "running" else None,
+            "eta": self._eta(status, epochs or 0, total, duration),
             "problems": len(self.problems(held)),
         }
         return self._summary
+
+    def _eta(self, status: str, done: int, total: Optional[int],
+             duration: Optional[float]) -> Optional[float]:
+        """Seconds left: the running epoch's ``epoch_progress`` says it best; between two of
+        them, the epochs left at the mean time of those done."""
+        if status != "running":
+            return None
+        if self.log.progress and _finite(self.log.progress.get("eta")) is not None:
+            return float(self.log.progress["eta"])
+        if done and total and duration:
+            return max(total - done, 0) * float(duration) / done
+        return None
 
     def problems(self, held: Optional[bool] = None) -> list[str]:
         """What is wrong with the folder, said on the page instead of breaking it."""

@@ -58,8 +58,8 @@ const pfd = {
     return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
   },
   layout(title, extra = {}) {
-    return Object.assign({title: {text: title, font: {size: 14}}, margin: {l: 55, r: 15, t: 36, b: 40},
-      legend: {orientation: "h", y: -0.18}, xaxis: {title: {text: "epoch"}},
+    return Object.assign({title: {text: title, font: {size: 14}}, margin: {l: 55, r: 15, t: 36, b: 70},
+      legend: {orientation: "h", y: -0.32}, xaxis: {title: {text: "epoch"}},
       paper_bgcolor: "#fff", plot_bgcolor: "#fff"}, extra);
   },
   plotConfig: {displaylogo: false, responsive: true},

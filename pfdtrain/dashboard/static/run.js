@@ -14,7 +14,8 @@
   reset();
 
   function line(key, label, dash) {
-    return {x: hist.epoch, y: hist[key], name: label, mode: "lines+markers", marker: {size: 4},
+    // copies: Plotly.react redraws only for new arrays, not for the same ones grown in place
+    return {x: hist.epoch.slice(), y: hist[key].slice(), name: label, mode: "lines+markers", marker: {size: 4},
             line: {dash: dash || "solid"}};
   }
   function drawCurves() {
@@ -36,7 +37,7 @@
     document.getElementById("status").innerHTML = pfd.badge(s.status);
     document.body.dataset.status = s.status;
     if (seen.statuses[seen.statuses.length - 1] !== s.status) seen.statuses.push(s.status);
-    const eta = progress && s.status === "running" ? pfd.secs(progress.eta) : "–";
+    const eta = s.status === "running" ? pfd.secs(progress ? progress.eta : s.eta) : "–";
     document.getElementById("headline").innerHTML = [
       fact("Model", pfd.esc(s.model ?? "–")), fact("Data", pfd.esc(s.data ?? "–")),
       fact("Trainer", pfd.esc(s.trainer ?? "–")),
@@ -73,7 +74,7 @@
     if (!m) { out.innerHTML = ""; return; }
     const full = !!d.evaluation;
     const names = m.class_names || Object.keys(m.per_class || {});
-    let html = `<h2>Evaluation <span class="muted">(${full ? "metrics.json of pfdtrain evaluate" : "test_metrics.json of the run"}, split ${pfd.esc(m.split || "test")})</span></h2>`;
+    let html = `<h2>Evaluation <span class="muted">(${full ? "metrics.json of pfdtrain evaluate" : "test_metrics.json of the run"}, split ${pfd.esc(typeof m.split === "string" ? m.split : "test")})</span></h2>`;
     html += `<div class="facts">` + [
       ["Accuracy", pfd.pct(m.accuracy)], ["Macro F1", pfd.num(m.macro_f1, 4)],
       ["Loss", pfd.num(m.loss ?? m.test_loss, 4)],
