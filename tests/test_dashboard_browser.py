@@ -80,8 +80,12 @@ def test_run_page_follows_a_live_training_in_chromium(tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            # The run page, opened before the run exists, waits for it (as after typing
-            # its name); the runs page is checked afterwards.
+            # The runs page, opened before the run exists and never reloaded, must list it;
+            # the run page, opened before it too, waits for it (as after typing its name).
+            runs_page = browser.new_page(viewport={"width": 1400, "height": 900})
+            runs_page.on("pageerror", lambda exc: errors.append(str(exc)))
+            runs_page.goto(url)
+            runs_page.wait_for_selector("#runs .empty")  # "No run folders yet"
             page.goto(f"{url}run?name=live")
             page.wait_for_function("document.body.dataset.status === 'finished'", timeout=120_000)
             seen = page.evaluate("window.pfdSeen")
@@ -95,9 +99,8 @@ def test_run_page_follows_a_live_training_in_chromium(tmp_path):
             page.wait_for_selector("#chart-cm .main-svg", timeout=20_000)  # test confusion matrix
             assert page.locator("#chart-loss .scatterlayer .trace").count() == 2  # train, val
             _screenshot(page, tmp_path, "dashboard-run.png")
-            page.goto(url)  # the runs page lists it, finished
-            page.wait_for_selector('tr[data-run="live"] .badge.finished', timeout=20_000)
-            _screenshot(page, tmp_path, "dashboard-runs.png")
+            runs_page.wait_for_selector('tr[data-run="live"] .badge.finished', timeout=20_000)
+            _screenshot(runs_page, tmp_path, "dashboard-runs.png")
             page.goto(f"{url}compare?runs=live")
             page.wait_for_selector("#metrics-table", timeout=20_000)
             assert page.locator("#chart-val-acc .scatterlayer .trace").count() == 1

@@ -321,11 +321,14 @@ class Run:
                                     lambda text: yaml.load(text, Loader=_YAML_LOADER))
         if isinstance(value, dict):
             return value, error
+        return self._event_config(), error
+
+    def _event_config(self) -> Optional[dict]:
         for event in reversed(self.log.events):
             if event.get("event") in ("train_begin", "resumed") and isinstance(
                     event.get("config"), dict):
-                return event["config"], error
-        return None, error
+                return event["config"]
+        return None
 
     def test_metrics(self) -> tuple[Optional[dict], Optional[str]]:
         return _read_cached(self.path / "test_metrics.json", self._test, json.loads)
@@ -360,7 +363,11 @@ class Run:
         """The runs page row (cached while the files and the lock state are unchanged)."""
         self.refresh()
         held = lock_held(self.path)
-        config, _ = self.config()
+        # the config the events carry is already decoded: parsing 50 config.yaml files
+        # would cost the first page more than all their events (config.yaml is the fallback)
+        config = self._event_config()
+        if config is None:
+            config, _ = self.config()
         test, _ = self.test_metrics()
         key = (self.log._key, self.log.generation, held, self._config.key, self._test.key,
                self._evaluation.key)
@@ -402,7 +409,7 @@ class Run:
             "started": started, "last_update": self.log.mtime or None,
             "progress": self.log.progress if status == "running" else None,
             "eta": self._eta(status, epochs or 0, total, duration),
-            "problems": len(self.problems(held)),
+            "problems": len(self.problems(held, deep=False)),
         }
         return self._summary
 
@@ -418,8 +425,9 @@ class Run:
             return max(total - done, 0) * float(duration) / done
         return None
 
-    def problems(self, held: Optional[bool] = None) -> list[str]:
-        """What is wrong with the folder, said on the page instead of breaking it."""
+    def problems(self, held: Optional[bool] = None, deep: bool = True) -> list[str]:
+        """What is wrong with the folder, said on the page instead of breaking it (``deep``:
+        also whether ``config.yaml`` parses, which the runs page does not wait for)."""
         out = [f"events.jsonl line {b['line']} is not a valid event ({b['error']}): "
                f"{b['text'][:80]!r}" for b in self.log.bad_lines]
         if not self.log.exists:
@@ -432,7 +440,8 @@ class Run:
             out.append("config.yaml is missing (a half-deleted run folder?)")
         if self.log.checkpoints and not (self.path / CHECKPOINT_DIR).is_dir():
             out.append("checkpoints/ is missing although checkpoints were saved")
-        for _, error in (self.config(), self.test_metrics(), self.evaluation()):
+        for _, error in ((self.config(),) if deep else ()) + (self.test_metrics(),
+                                                             self.evaluation()):
             if error:
                 out.append(error)
         return out
