@@ -8,7 +8,7 @@
 
   function overlay(id, key, title, curves) {
     const traces = Object.entries(curves).map(([run, h]) => ({x: h.epoch, y: h[key], name: run,
-      mode: "lines+markers", marker: {size: 3}}));
+      mode: h.epoch.length <= 150 ? "lines+markers" : "lines", marker: {size: 3}}));
     Plotly.react(id, traces, pfd.layout(title), pfd.plotConfig);
   }
   function fmt(v) {

@@ -15,7 +15,9 @@
 
   function line(key, label, dash) {
     // copies: Plotly.react redraws only for new arrays, not for the same ones grown in place
-    return {x: hist.epoch.slice(), y: hist[key].slice(), name: label, mode: "lines+markers", marker: {size: 4},
+    // markers only while they can be told apart (1,000 SVG markers per curve cost a second)
+    return {x: hist.epoch.slice(), y: hist[key].slice(), name: label,
+            mode: hist.epoch.length <= 150 ? "lines+markers" : "lines", marker: {size: 4},
             line: {dash: dash || "solid"}};
   }
   function drawCurves() {
