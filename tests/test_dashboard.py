@@ -178,6 +178,25 @@ def test_epoch_progress_is_throttled_by_its_interval(tmp_path):
     assert not [e for e in _lines(never) if e["event"] == "epoch_progress"]
 
 
+def test_csv_log_resumes_without_repeating_an_epoch(tmp_path):
+    """A resume from epoch 2's checkpoint of a run that had logged 3 epochs: the CSV is cut
+    back to the checkpoint, and epoch 3 is logged once, by the resumed session."""
+    from pfdtrain.training.cnn_callbacks import ModelCheckpointCallback
+    from pfdtrain.training.logging_callbacks import CSVLogger
+
+    csv_path, folder = tmp_path / "metrics.csv", tmp_path / "checkpoints"
+    tiny_trainer([CSVLogger(csv_path), ModelCheckpointCallback(
+        folder, monitor="val_acc", save_best_only=False)]).fit(3)
+    first = csv_path.read_text().splitlines()
+    assert [r.split(",")[0] for r in first[1:]] == ["1", "2", "3"]
+    resumed = tiny_trainer([CSVLogger(csv_path)])
+    resumed.load_checkpoint(next(folder.glob("checkpoint_epoch002_*.pth")))
+    resumed.fit(3)
+    again = csv_path.read_text().splitlines()
+    assert again[0] == first[0] and [r.split(",")[0] for r in again[1:]] == ["1", "2", "3"]
+    assert again[1:3] == first[1:3]  # the rows before the checkpoint are kept as they were
+
+
 # ----------------------------------------------------------------------------- readers, status
 def test_event_log_reads_a_growing_file_incrementally(tmp_path):
     path = tmp_path / "events.jsonl"
