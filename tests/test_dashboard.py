@@ -31,6 +31,18 @@ DASH_CONFIG = {**TINY_CLI_CONFIG, "name": "tiny",
                "logging": {"tensorboard": True, "csv": True}}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These tiny models gain nothing from a second thread, and on a shared 2-core machine
+    a second spinning thread costs seconds; the setting is put back for the other tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
