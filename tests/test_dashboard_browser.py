@@ -8,6 +8,7 @@ Chromium so CI runs it. Screenshots go to the test's tmp folder, and also to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -66,7 +67,13 @@ def test_run_page_follows_a_live_training_in_chromium(tmp_path):
     config = {**DASH_CONFIG, "name": "live", "num_epochs": EPOCHS, "logging": {}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     runs = tmp_path / "runs"
-    runs.mkdir()
+    (runs / "bench").mkdir(parents=True)
+    # what `pfdtrain benchmark --out runs/bench` writes (its summary part)
+    (runs / "bench" / "results.json").write_text(json.dumps({
+        "suite": "journal", "what": "demo", "epochs": 2, "seeds": [0, 1],
+        "methods": {"cnn1d": "CNN1D"}, "tasks": {"t1": {"what": "task one"}},
+        "summary": {"tasks": {"t1": {"cnn1d": {"accuracy": {"mean": 91.25, "std": 1.5, "n": 2}}}},
+                    "average": {"cnn1d": {"accuracy": {"mean": 91.25, "std": 1.5, "n": 2}}}}}))
     # one thread: beside the browser and the server, more would only contend for 2 cores;
     # epochs paced to 1.5 s at least, as a real training's are (tests/paced_job.py)
     train = subprocess.Popen([sys.executable, str(Path(__file__).parent / "paced_job.py"),
@@ -104,6 +111,9 @@ def test_run_page_follows_a_live_training_in_chromium(tmp_path):
             page.goto(f"{url}compare?runs=live")
             page.wait_for_selector("#metrics-table", timeout=20_000)
             assert page.locator("#chart-val-acc .scatterlayer .trace").count() == 1
+            page.goto(f"{url}benchmarks")
+            page.wait_for_selector("table.bench", timeout=20_000)
+            assert "91.25 ± 1.50" in page.inner_text("table.bench")
             assert errors == []
             browser.close()
         assert train.wait(timeout=60) == 0, train.stderr.read()[-2000:]
