@@ -83,6 +83,7 @@ def serve(runs_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         raise DashboardError(f"--benchmarks {benchmarks_dir} is not a folder; pass the --out "
                              f"folder of `pfdtrain benchmark` (it holds results.json)")
     sock = bind(host, port)
+    server = make_server(runs_dir, sock, host, benchmarks_dir)  # the address is ours meanwhile
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"pfdtrain dashboard: http://{shown}:{actual}/ (runs in {runs_dir}/, read-only; "
@@ -90,7 +91,7 @@ def serve(runs_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     if not _is_loopback(host):
         print(f"pfdtrain dashboard: warning: listening on {host}: anyone who can reach this "
               f"machine can read these runs", file=sys.stderr, flush=True)
-    make_server(runs_dir, sock, host, benchmarks_dir).run(sockets=[sock])
+    server.run(sockets=[sock])
 
 
 def _is_loopback(host: str) -> bool:
