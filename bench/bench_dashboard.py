@@ -14,7 +14,9 @@ real run writes per epoch: one ``epoch_progress``, the ``epoch_complete``, two
   until the runs table shows every run, and until the run page has drawn all its points
   (first visit: plotly.min.js, 4.6 MB, loaded and compiled; then a reload, from cache);
 * the server's CPU while idle with the browser open on the run page and on the runs page
-  (user + system time from ``/proc/<pid>/stat`` over ``--idle`` seconds, as % of one core).
+  (user + system time from ``/proc/<pid>/stat`` over ``--idle`` seconds, as % of one core);
+* how long after an ``epoch_complete`` reaches a running run's events file its point is on
+  the open run page (the page polls every second while the run's lock is held).
 """
 
 from __future__ import annotations
@@ -98,6 +100,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _epoch_to_point(page, url: str, root: Path, samples: int = 8) -> dict:
+    """Seconds from an ``epoch_complete`` line reaching the events file of a running run (its
+    lock held, as by a training process) to the run page having drawn that point."""
+    from pfdtrain.training.run_folder import RunFolderLock
+    from pfdtrain.utils.events import append_event
+
+    run = root / "zz-live"
+    config = TrainingConfig.from_dict({"name": "zz-live", "num_epochs": samples})
+    run.mkdir()
+    config.to_yaml(run / "config.yaml")
+    events = run / "events.jsonl"
+    delays = []
+    with RunFolderLock(run):
+        append_event(events, {"event": "train_begin", "total_epochs": samples, "start_epoch": 1,
+                              "timestamp": "2026-12-02T09:00:00", "config": config.to_dict()})
+        page.goto(f"{url}run?name=zz-live")
+        page.wait_for_function("document.body.dataset.status === 'running'", timeout=60_000)
+        for epoch in range(1, samples + 1):
+            time.sleep(0.37 * epoch % 1.0)  # land at different moments of the page's 1 s poll
+            append_event(events, {"event": "epoch_complete", "epoch": epoch,
+                                  "total_epochs": samples, "train_loss": 1.0 / epoch,
+                                  "train_acc": 50.0 + epoch, "val_loss": 1.1 / epoch,
+                                  "val_acc": 49.0 + epoch, "lr": 1e-3, "elapsed_time": epoch})
+            written = time.perf_counter()
+            page.wait_for_function(f"document.body.dataset.points === '{epoch}'", timeout=30_000,
+                                   polling=20)
+            delays.append(time.perf_counter() - written)
+    return {"samples": samples, "median": round(statistics.median(delays), 3),
+            "max": round(max(delays), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -172,6 +205,7 @@ def main() -> None:
                 idle["run_page_cpu_percent"] = round(
                     100 * (cpu_seconds(server.pid) - before) / (time.perf_counter() - t0), 3)
                 idle["seconds_sampled"] = args.idle
+                results["epoch_to_point_s"] = _epoch_to_point(page, url, root)
                 browser.close()
             results["browser_load"] = browser_s
             results["idle_server_cpu"] = idle
