@@ -362,6 +362,16 @@ def test_dashboard_command_names_the_problem_and_the_fix(tmp_path, capsys):
     assert f"port {port} on 127.0.0.1 is in use" in err and "--port 0" in err
 
 
+def test_only_the_address_served_is_answered():
+    from pfdtrain.dashboard.server import _is_loopback, allowed_hosts
+
+    assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "[::1]"]
+    assert allowed_hosts("192.168.1.5")[-1] == "192.168.1.5"  # a LAN address, by that address
+    assert allowed_hosts("0.0.0.0") == ["*"]  # the user chose every address
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.5")
+
+
 def test_lock_probe_never_takes_a_free_lock_for_long(tmp_path):
     """The probe's shared flock is released at once: a train starting right after it wins."""
     with RunFolderLock(tmp_path):
