@@ -74,6 +74,8 @@ def runs(tmp_path_factory):
     upto_epoch = [line for line in events[:events.index(next(
         line for line in events if '"epoch_complete"' in line)) + 1]]
     make("killed", upto_epoch)  # died without train_end, nobody holds its lock
+    make("crashed", upto_epoch + ['{"event": "train_end", "status": "crashed", "error": '
+                                  '"RuntimeError: CUDA out of memory", "schema": 1}\n'])
     make("corrupt", upto_epoch[:1] + ["{not json\n"] + upto_epoch[1:] + ['{"event": "epo'])
     make("half-deleted", upto_epoch, config=False)
     make("nested/runs/deep", events)  # a benchmark's runs live two levels down
@@ -257,7 +259,10 @@ def test_status_comes_from_the_lock_and_the_events(tmp_path):
 def test_runs_api_lists_every_run_with_its_status(server):
     data = get_json(f"{server}/api/runs")
     rows = {r["name"]: r for r in data["runs"]}
-    assert set(rows) == {"tiny", "killed", "corrupt", "half-deleted", "live", "nested/runs/deep"}
+    assert set(rows) == {"tiny", "killed", "crashed", "corrupt", "half-deleted", "live",
+                         "nested/runs/deep"}
+    assert (rows["crashed"]["status"], rows["crashed"]["error"]) == (
+        "crashed", "RuntimeError: CUDA out of memory")
     tiny = rows["tiny"]
     assert (tiny["status"], tiny["model"], tiny["trainer"]) == ("finished", "cnn1d", "cnn")
     assert (tiny["epochs_done"], tiny["total_epochs"]) == (2, 2)

@@ -380,6 +380,7 @@ class Run:
         duration = None
         started = None
         test_acc = None
+        error = None
         for event in events:
             name = event.get("event")
             total = event.get("total_epochs", total)
@@ -394,6 +395,10 @@ class Run:
                     best_val = value
             elif name == "evaluation_complete" and event.get("split", "test") == "test":
                 test_acc = _finite(event.get("accuracy"))
+            elif name == "train_end":
+                error = event.get("error")
+            elif name == "resumed":
+                error = None
         if test_acc is None and isinstance(test, dict):
             test_acc = _finite(test.get("accuracy"))
         cfg = config or {}
@@ -409,6 +414,7 @@ class Run:
             "started": started, "last_update": self.log.mtime or None,
             "progress": self.log.progress if status == "running" else None,
             "eta": self._eta(status, epochs or 0, total, duration),
+            "error": error if status in ("crashed", "interrupted") else None,
             "problems": len(self.problems(held, deep=False)),
         }
         return self._summary

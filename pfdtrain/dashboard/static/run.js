@@ -130,7 +130,8 @@
   }
 
   function drawDetail(d) {
-    document.getElementById("problems").innerHTML = d.problems.map(p => `<div>⚠ ${pfd.esc(p)}</div>`).join("");
+    const ended = d.summary.error ? [`training ended with ${d.summary.error}`] : [];
+    document.getElementById("problems").innerHTML = ended.concat(d.problems).map(p => `<div>⚠ ${pfd.esc(p)}</div>`).join("");
     document.getElementById("config").textContent = d.config ? JSON.stringify(d.config, null, 2) : "no configuration found";
     document.getElementById("facts").innerHTML = d.facts ? pfd.table([{key: "k", label: "Fact"}, {key: "v", label: "Value"}],
       Object.entries(d.facts).map(([k, v]) => ({k, v: String(v)}))) : `<p class="muted">not recorded (no train_begin event)</p>`;
