@@ -23,7 +23,8 @@
     switch (key) {
       case "name": return `<a href="${pfd.runLink(r.name)}">${pfd.esc(r.name)}</a>` +
         (r.problems ? ` <span title="problems: see the run page" style="color:#c9372c">⚠</span>` : "");
-      case "status": return pfd.badge(r.status);
+      case "status": return pfd.badge(r.status) + (r.status === "running" && r.last_update ?
+        ` <span class="muted" title="time since its last event (heartbeat)">${pfd.ago(r.last_update)}</span>` : "");
       case "epochs_done": {
         const total = r.total_epochs || 0;
         const frac = total ? Math.min(1, r.epochs_done / total) : 0;
