@@ -9,6 +9,7 @@
                      [--adapt-bn]
     pfdtrain data import --manifest recordings.csv --out data/mine.h5
     pfdtrain benchmark cwru-loads --root DIR [--seeds 0 1 2] [--methods ...] [--out DIR]
+    pfdtrain dashboard [runs/] [--host 127.0.0.1] [--port 8765] [--benchmarks DIR]
     pfdtrain config                      # the full default config, commented
 """
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pfdtrain.benchmark.runner import add_benchmark_parser
     from pfdtrain.cli_data import add_data_parser
+    from pfdtrain.dashboard.server import add_dashboard_parser
     from pfdtrain.evaluation.evaluate import add_evaluate_parser
     from pfdtrain.evaluation.predict import add_predict_parser
 
@@ -144,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub)
     add_data_parser(sub)
     add_benchmark_parser(sub)
+    add_dashboard_parser(sub)
 
     config = sub.add_parser("config", help="print the full configuration, commented")
     add_config_args(config)

@@ -26,6 +26,7 @@ from pfdtrain.training.cnn_callbacks import (Callback, DashboardEventWriter, Ear
                                              GradientMonitor, LearningRateMonitor,
                                              ModelCheckpointCallback, TimingCallback)
 from pfdtrain.training.cnn_trainer import CNNTrainer
+from pfdtrain.training.logging_callbacks import CSVLogger, TensorBoardLogger
 from pfdtrain.training.registry import trainer_class
 from pfdtrain.training.distributed import (DistributedContext, barrier, broadcast_object,
                                            init_distributed, process_device, wrap_model)
@@ -34,6 +35,7 @@ from pfdtrain.training.run_folder import (RunFolderLock, claim_run_dir, clear_ru
 from pfdtrain.training.optimization import (PER_STEP_SCHEDULERS, create_optimizer,
                                             create_scheduler, optimizer_steps_per_epoch)
 from pfdtrain.utils.device import resolve_device
+from pfdtrain.utils.events import EVENTS_FILE
 from pfdtrain.utils.io import write_json
 from pfdtrain.utils.logging import attach_log_file, get_logger, setup_logging
 from pfdtrain.utils.reproducibility import set_seed
@@ -57,7 +59,8 @@ def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: t
     """The §2.4 standard set, as the ``callbacks:`` and ``checkpoint:`` sections ask.
 
     Order matters: timing first (it adds ``epoch_time`` to the logs the others see), the
-    checkpoint writer last (its ``final_model.pth`` holds the restored best weights).
+    checkpoint writer last (its ``final_model.pth`` holds the restored best weights). The
+    ``logging:`` section adds TensorBoard and CSV logs.
     """
     cb_cfg, ck_cfg = config.callbacks, config.checkpoint
     for section, monitor, active in (("callbacks.early_stopping", cb_cfg.early_stopping.monitor,
@@ -90,7 +93,12 @@ def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: t
                                                mode=es.mode, min_delta=es.min_delta,
                                                restore_best_weights=es.restore_best_weights))
     if run_dir is not None and cb_cfg.events:
-        callbacks.append(DashboardEventWriter(run_dir / "events.jsonl"))
+        callbacks.append(DashboardEventWriter(run_dir / EVENTS_FILE))
+    # after timing and the gradient monitor: their epoch_time and gradient_norm are logged
+    if run_dir is not None and config.logging.tensorboard:
+        callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
+    if run_dir is not None and config.logging.csv:
+        callbacks.append(CSVLogger(run_dir / "metrics.csv"))
     if run_dir is not None and ck_cfg.enabled:
         callbacks.append(ModelCheckpointCallback(
             run_dir / "checkpoints", model, optimizer, monitor=ck_cfg.monitor, mode=ck_cfg.mode,
@@ -260,6 +268,10 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
             write_json(run_dir / "history.json", history)
             plot_history(history, run_dir / "history.png")
             test_metrics = _evaluate_test_split(trainer, data, run_dir)
+            # the dashboard's evaluation_complete, TensorBoard's hparams and confusion matrix
+            trainer.callbacks.on_test_end({**(test_metrics or {}),
+                                           "metrics_file": "test_metrics.json"}
+                                          if test_metrics else {})
     finally:
         if lock is not None:
             lock.release()

@@ -111,3 +111,12 @@ def train_tiny_run(root):
            "data": {**TINY_EVAL_CONFIG["data"], "cache_dir": str(root / "data")}}
     result = run_training(TrainingConfig.from_dict(cfg), progress_bar=False)
     return result.run_dir, result.run_dir / "checkpoints" / "best_model.pth", result.data.path
+
+
+LIFECYCLE_EVENTS = ("train_begin", "epoch_complete", "resumed", "train_end")
+
+
+def lifecycle(events):
+    """The names of ``events`` that mark the run's course (not ``checkpoint_saved``,
+    ``epoch_progress`` or ``evaluation_complete``, whose number depends on timing and files)."""
+    return [e["event"] for e in events if e["event"] in LIFECYCLE_EVENTS]

@@ -15,7 +15,8 @@ from pfdtrain.training.cnn_callbacks import (Callback, CallbackList, DashboardEv
                                              LearningRateMonitor, ModelCheckpointCallback,
                                              TimingCallback)
 from pfdtrain.training.optimization import create_scheduler
-from tests.helpers import tiny_trainer
+from pfdtrain.utils.events import EVENTS_SCHEMA
+from tests.helpers import LIFECYCLE_EVENTS, lifecycle, tiny_trainer
 
 
 class Snapshot(Callback):
@@ -117,15 +118,20 @@ def test_dashboard_events_are_whole_json_lines_with_the_guide_keys(tmp_path):
                             DashboardEventWriter(path)], lr=0.0)
     trainer.fit(5)
     events = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [e["event"] for e in events] == ["train_begin", "epoch_complete", "epoch_complete",
-                                            "train_end"]
+    assert all(e["schema"] == EVENTS_SCHEMA for e in events)
+    # (an epoch longer than 2 s also has epoch_progress events: timing, not tested here)
+    events = [e for e in events if e["event"] in LIFECYCLE_EVENTS]
+    assert lifecycle(events) == ["train_begin", "epoch_complete", "epoch_complete", "train_end"]
     complete = events[1]
+    # the guide's keys exactly, plus the format version every line carries
     assert set(complete) == {"event", "epoch", "total_epochs", "train_loss", "train_acc",
-                             "val_loss", "val_acc", "lr", "elapsed_time"}
+                             "val_loss", "val_acc", "lr", "elapsed_time", "schema"}
     assert (complete["epoch"], complete["total_epochs"]) == (1, 5)
     assert complete["val_acc"] == trainer.history["val_acc"][0]
     assert events[2]["elapsed_time"] >= complete["elapsed_time"]
     assert events[-1]["stopped_early"] is True and events[-1]["epochs_completed"] == 2
+    assert events[-1]["status"] == "stopped_early"
+    assert events[0]["facts"]["model"] == "CNN1D" and "pytorch_version" in events[0]["facts"]
 
 
 def test_model_checkpoint_writes_the_guide_files(tmp_path):

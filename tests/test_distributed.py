@@ -12,6 +12,7 @@ import yaml
 
 from pfdtrain.evaluation.loading import load_model_for_evaluation
 from pfdtrain.training.checkpoint import load_checkpoint_file
+from tests.helpers import lifecycle
 
 # --standalone: a local rendezvous on a free port, so parallel runs never collide
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -64,8 +65,7 @@ def test_only_rank_zero_writes(runs):
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["ddp", "single"]
     run = folder / "runs/ddp"
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
-    assert [e["event"] for e in events] == ["train_begin", "epoch_complete", "epoch_complete",
-                                            "train_end"]
+    assert lifecycle(events) == ["train_begin", "epoch_complete", "epoch_complete", "train_end"]
     assert proc.stderr.count("Epoch 2/2 - Train Loss") == 1  # rank 1 logs no epoch lines
     assert "World size: 2" in proc.stderr and "Effective batch size: 16" in proc.stderr
     log = (run / "train.log").read_text()

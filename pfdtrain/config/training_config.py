@@ -607,6 +607,17 @@ class CheckpointConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Logs beside ``events.jsonl`` for other tools: TensorBoard and a CSV file."""
+
+    tensorboard: bool = _opt(False, "TensorBoard scalars (losses, accuracies, lr, gradient norm), "
+                             "hyperparameters with the final metrics and the test confusion "
+                             "matrix in <run>/tensorboard (open: tensorboard --logdir "
+                             "runs/<name>/tensorboard)")
+    csv: bool = _opt(False, "one row per epoch (every history key) in <run>/metrics.csv")
+
+
+@dataclass
 class DistributedConfig:
     """DDP under ``torchrun`` (ignored in a single process).
 
@@ -661,6 +672,8 @@ class TrainingConfig:
                                     "domain_adaptation)")
     callbacks: CallbacksConfig = _section(CallbacksConfig, "callbacks (guide section 2.4)")
     checkpoint: CheckpointConfig = _section(CheckpointConfig, "checkpoints (guide section 4)")
+    logging: LoggingConfig = _section(LoggingConfig, "TensorBoard and CSV logs (README "
+                                      "\"Dashboard, TensorBoard and CSV\")")
     distributed: DistributedConfig = _section(DistributedConfig,
                                               "distributed data-parallel training (torchrun)")
 

@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import json
 import math
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from pfdtrain import __version__
 # Re-exported here, where callers have always found them.
-from pfdtrain.errors import EvaluationError
+from pfdtrain.errors import EvaluationError, OutputError
 from pfdtrain.evaluation.batches import forward_batch, model_takes_metadata
 from pfdtrain.training.registry import trainer_class
 
@@ -562,7 +563,31 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     write_json(out / "metrics.json", metrics)
     with atomic_open(out / "report.md", "w") as handle:
         handle.write(render_report(metrics))
+    _announce(metrics, run_dir, out)
     return metrics
+
+
+def _announce(metrics: dict[str, Any], run_dir: Path, out: Path) -> None:
+    """``evaluation_complete`` in the run's ``events.jsonl``, when the checkpoint lies in a
+    run folder that has one (the dashboard then shows the report)."""
+    from pfdtrain.training.cnn_callbacks import evaluation_event
+    from pfdtrain.utils.events import EVENTS_FILE, append_event
+
+    events = run_dir / EVENTS_FILE
+    if not events.is_file():
+        return
+    try:
+        file = str((out / "metrics.json").resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        file = str((out / "metrics.json").resolve())
+    try:
+        append_event(events, evaluation_event({**metrics, "metrics_file": file},
+                                              source="evaluate"))
+    except OutputError as exc:
+        # the evaluation itself is written (e.g. --out elsewhere for a read-only run folder):
+        # only the dashboard's notice is missing
+        print(f"pfdtrain: warning: the dashboard is not told of this evaluation: {exc}",
+              file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------

@@ -131,6 +131,20 @@ def plot_confusion_matrix(matrix: Union[Sequence[Sequence[int]], np.ndarray],
         >>> plot_confusion_matrix([[5, 1], [0, 6]], ["healthy", "wear"], "cm.png")
         PosixPath('cm.png')
     """
+    return _save(confusion_matrix_figure(matrix, class_names, normalize, title), path)
+
+
+def confusion_matrix_figure(matrix: Union[Sequence[Sequence[int]], np.ndarray],
+                            class_names: Sequence[str], normalize: bool = True,
+                            title: Optional[str] = None) -> Figure:
+    """The figure :func:`plot_confusion_matrix` saves (TensorBoard logs it as an image).
+
+    Raises:
+        ValueError: the matrix is not square or does not match ``class_names``.
+
+    Example:
+        >>> writer.add_figure("test/confusion_matrix", confusion_matrix_figure(m, names))
+    """
     counts = np.asarray(matrix, dtype=np.float64)
     n = len(class_names)
     if counts.ndim != 2 or counts.shape != (n, n):
@@ -165,4 +179,4 @@ def plot_confusion_matrix(matrix: Union[Sequence[Sequence[int]], np.ndarray],
             ax.text(j, i, text, ha="center", va="center", fontsize=font,
                     color="white" if values[i, j] > 0.6 * vmax else "black")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig

@@ -7,18 +7,17 @@ A callback sees the trainer through ``self.trainer`` (set by ``set_trainer`` bef
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import torch
 
-from pfdtrain.errors import TrainingError, output_error
+from pfdtrain.errors import TrainingError
 from pfdtrain.training.checkpoint import get_checkpoint_filename, save_checkpoint
+from pfdtrain.utils.events import append_event, now_iso
 from pfdtrain.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -64,6 +63,19 @@ class Callback:
     def on_checkpoint(self, epoch: int, logs: Optional[dict] = None) -> None:
         """Step 6 of the canonical loop, after every ``on_epoch_end``: write checkpoints here
         (an extension of §2.1, so saved files include all callbacks' end-of-epoch state)."""
+
+    def on_checkpoint_saved(self, path: Path, logs: Optional[dict] = None) -> None:
+        """A checkpoint callback wrote ``path``; ``logs`` holds ``kind`` (best, latest,
+        periodic, recovery, final), ``epoch`` (1-based), ``monitor`` and ``value``."""
+
+    def on_exception(self, exc: BaseException) -> None:
+        """``fit`` is ending with ``exc`` (a crash, or Ctrl-C as ``KeyboardInterrupt``);
+        ``on_train_end`` will not run. The exception propagates after every callback ran."""
+
+    def on_test_end(self, logs: Optional[dict] = None) -> None:
+        """After the run's one test-split evaluation (the pipeline's, once ``fit`` returned):
+        ``logs`` holds its metrics (``accuracy``, ``macro_f1``, ``confusion_matrix``,
+        ``class_names``, ``metrics_file``...), or is empty when the data has no test split."""
 
     def get_state(self) -> dict:
         """Internal state for inspection (guide §2.3)."""
@@ -129,6 +141,21 @@ class CallbackList(Callback):
 
     def on_checkpoint(self, epoch: int, logs: Optional[dict] = None) -> None:
         self._dispatch("on_checkpoint", epoch, {} if logs is None else logs)
+
+    def on_checkpoint_saved(self, path: Path, logs: Optional[dict] = None) -> None:
+        self._dispatch("on_checkpoint_saved", path, {} if logs is None else logs)
+
+    def on_exception(self, exc: BaseException) -> None:
+        # Every callback gets its say even when one of them fails: the original exception
+        # is the one the user must see.
+        for cb in self.callbacks:
+            try:
+                cb.on_exception(exc)
+            except Exception as inner:  # noqa: BLE001 - reported, then the original propagates
+                logger.error(f"{type(cb).__name__}.on_exception failed: {inner}")
+
+    def on_test_end(self, logs: Optional[dict] = None) -> None:
+        self._dispatch("on_test_end", {} if logs is None else logs)
 
     def _keys(self) -> list[str]:
         """Stable names for saved states: class name, numbered from the second of a kind."""
@@ -441,9 +468,14 @@ class ModelCheckpointCallback(Callback):
             checkpoint["optimizer_state_dict"] = self.optimizer.state_dict()
         return checkpoint
 
-    def _save(self, checkpoint: dict, name: str) -> None:
+    def _save(self, checkpoint: dict, name: str, kind: str, epoch: int,
+              value: Optional[float]) -> None:
         save_checkpoint(checkpoint, self.checkpoint_dir / name)
         self.state["saved"].append(name)
+        if self.trainer is not None:  # tell the others (the dashboard events) what was saved
+            self.trainer.callbacks.on_checkpoint_saved(
+                self.checkpoint_dir / name, {"kind": kind, "epoch": epoch + 1,
+                                             "monitor": self.monitor, "value": value})
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if self.trainer is None:  # driven by hand: keep the history the logs show
@@ -460,12 +492,13 @@ class ModelCheckpointCallback(Callback):
             self.state.update(best_value=value, best_epoch=epoch)
         checkpoint = self._checkpoint(epoch)  # after the update: it carries this state
         if improved:
-            self._save(checkpoint, "best_model.pth")
+            self._save(checkpoint, "best_model.pth", "best", epoch, value)
             logger.info(f"✓ New best model: {self.monitor}={value:.4f}")
-        self._save(checkpoint, "latest_model.pth")
+        self._save(checkpoint, "latest_model.pth", "latest", epoch, value)
         if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
             self._save(checkpoint, get_checkpoint_filename("checkpoint", epoch + 1, value,
-                                                           self.monitor))
+                                                           self.monitor),
+                       "periodic", epoch, value)
         if self.trainer is not None:
             self._last_saved_step = self.trainer.global_step
 
@@ -476,14 +509,16 @@ class ModelCheckpointCallback(Callback):
                 or trainer.global_step % self.every_n_steps != 0):
             return
         self._last_saved_step = trainer.global_step
-        self._save(trainer.state_checkpoint(), "latest_model.pth")
+        self._save(trainer.state_checkpoint(), "latest_model.pth", "recovery",
+                   trainer.current_epoch, None)
         logger.debug(f"Recovery checkpoint at step {trainer.global_step}")
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
         if self.trainer is not None or self.model is not None:
             epoch = self.trainer.current_epoch if self.trainer is not None else len(
                 next(iter(self._history.values()), [])) - 1
-            self._save(self._checkpoint(epoch), "final_model.pth")
+            self._save(self._checkpoint(epoch), "final_model.pth", "final", epoch,
+                       self.state["best_value"])
 
     def get_state(self) -> dict:
         return self.state
@@ -550,12 +585,18 @@ class TimingCallback(Callback):
 class DashboardEventWriter(Callback):
     """Live progress for the dashboard (§6.2): JSON lines appended to ``events.jsonl``.
 
-    Events: ``train_begin``, one ``epoch_complete`` per epoch with exactly the guide's keys
-    (``epoch`` counted from 1, ``val_*`` null without validation, ``elapsed_time`` in seconds
-    of training, carried over a resume; plus those of :attr:`EXTRA_KEYS` the run's history
-    has, e.g. ``train_domain_loss``), and ``train_end``. Each line is written whole with
-    one ``write`` on a file opened for appending, so a reader tailing the file never sees
-    half an event.
+    The contract (every key, and how readers treat the file) is docs/dashboard.md. Every line
+    carries ``"schema"`` (:data:`~pfdtrain.utils.events.EVENTS_SCHEMA`). Events:
+    ``train_begin`` (with the run's ``config`` and the §5.3 reproducibility ``facts``), one
+    ``epoch_complete`` per epoch with the guide's keys (``epoch`` counted from 1, ``val_*``
+    null without validation, ``elapsed_time`` in seconds of training, carried over a resume;
+    plus those of :attr:`EXTRA_KEYS` the run's history has, e.g. ``train_domain_loss``),
+    ``epoch_progress`` inside an epoch at most every ``progress_interval`` seconds (also the
+    run's heartbeat), ``checkpoint_saved`` after each checkpoint file, ``train_end`` with a
+    ``status`` (``finished``, ``stopped_early``, ``crashed`` or ``interrupted``) and
+    ``evaluation_complete`` after the pipeline's test evaluation. Each line is written whole
+    with one ``write`` on a file opened for appending, so a reader tailing the file never
+    sees half an event.
 
     A resumed run first cuts the file back to its length when the checkpoint was written
     (events of work the checkpoint does not hold, e.g. the ``epoch_complete`` of an epoch
@@ -566,30 +607,30 @@ class DashboardEventWriter(Callback):
 
     Args:
         path: the events file, usually ``<run folder>/events.jsonl``.
+        progress_interval: least seconds (monotonic clock) between two ``epoch_progress``
+            events; the first comes that long after the epoch starts.
 
     Example:
-        >>> DashboardEventWriter(run_dir / "events.jsonl")
+        >>> DashboardEventWriter(run_dir / "events.jsonl", progress_interval=2.0)
     """
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Any, progress_interval: float = 2.0) -> None:
         self.path = Path(path)
+        self.progress_interval = float(progress_interval)
         self._start = 0.0
         self._elapsed_before = 0.0  # training time of earlier (resumed-from) sessions
         self._resumed = False  # set by load_state_dict
         self._resumed_at_bytes: Optional[int] = None  # the file's length at the checkpoint
+        # inside the running epoch (epoch_progress)
+        self._epoch_t0 = 0.0
+        self._epoch_first_batch = 0
+        self._epoch_samples = 0
+        self._last_progress = 0.0
+        self._epoch_durations: list[float] = []
+        self._ended = False
 
     def _emit(self, event: dict) -> None:
-        line = (json.dumps(event, allow_nan=True) + "\n").encode("utf-8")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise output_error(exc, self.path, "the checkpoints written so far are intact"
-                               ) from None
+        append_event(self.path, event)
 
     def _elapsed(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._start
@@ -597,13 +638,24 @@ class DashboardEventWriter(Callback):
     def _total_epochs(self) -> Optional[int]:
         return self.trainer.num_epochs if self.trainer is not None else None
 
+    def _config_and_facts(self) -> dict:
+        trainer = self.trainer
+        if trainer is None:
+            return {"config": None, "facts": None}
+        config = trainer.config
+        config = config.to_dict() if hasattr(config, "to_dict") else config
+        return {"config": config if isinstance(config, dict) else None,
+                "facts": trainer.reproducibility_facts()}
+
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
         self._start = time.perf_counter()
+        self._ended = False
         trainer = self.trainer
         start_epoch = trainer.epochs_completed if trainer is not None else 0
         if not self._resumed:
             self._emit({"event": "train_begin", "total_epochs": self._total_epochs(),
-                        "start_epoch": start_epoch + 1, "timestamp": _now()})
+                        "start_epoch": start_epoch + 1, "timestamp": _now(),
+                        **self._config_and_facts()})
             return
         if (self._resumed_at_bytes is not None and self.path.is_file()
                 and self.path.stat().st_size > self._resumed_at_bytes):
@@ -611,13 +663,46 @@ class DashboardEventWriter(Callback):
         self._emit({"event": "resumed", "epoch": trainer.current_epoch + 1,
                     "batches_done": trainer.batches_done, "step": trainer.global_step,
                     "total_epochs": self._total_epochs(),
-                    "elapsed_time": round(self._elapsed_before, 3), "timestamp": _now()})
+                    "elapsed_time": round(self._elapsed_before, 3), "timestamp": _now(),
+                    **self._config_and_facts()})
 
     #: History keys an ``epoch_complete`` carries besides the guide's, when the run has them.
     EXTRA_KEYS: tuple[str, ...] = ("train_domain_loss",)
 
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._epoch_t0 = self._last_progress = time.monotonic()
+        self._epoch_first_batch = self.trainer.batches_done if self.trainer is not None else 0
+        self._epoch_samples = 0
+
+    def on_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        self._epoch_samples += int((logs or {}).get("batch_size", 0))
+        now = time.monotonic()
+        # Throttled by the monotonic clock: a fast loop writes one line per interval, not
+        # one per batch (the file stays small and the reader's work constant).
+        if self.trainer is None or now - self._last_progress < self.progress_interval:
+            return
+        self._last_progress = now
+        trainer = self.trainer
+        done = batch + 1
+        batches = self._epoch_first_batch + len(trainer.train_loader)
+        seconds = max(now - self._epoch_t0, 1e-9)
+        per_batch = seconds / max(done - self._epoch_first_batch, 1)
+        epoch_eta = max(batches - done, 0) * per_batch
+        # Later epochs take as long as the finished ones did (validation included), or as
+        # this one's batches suggest before any finished.
+        full_epoch = (sum(self._epoch_durations[-3:]) / len(self._epoch_durations[-3:])
+                      if self._epoch_durations else batches * per_batch)
+        remaining_epochs = max(trainer.num_epochs - trainer.current_epoch - 1, 0)
+        self._emit({"event": "epoch_progress", "epoch": trainer.current_epoch + 1,
+                    "total_epochs": trainer.num_epochs, "batch": done, "batches": batches,
+                    "samples_per_sec": round(self._epoch_samples / seconds, 2),
+                    "epoch_eta": round(epoch_eta, 2),
+                    "eta": round(epoch_eta + remaining_epochs * full_epoch, 2),
+                    "elapsed_time": round(self._elapsed(), 3), "timestamp": _now()})
+
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         logs = logs or {}
+        self._epoch_durations.append(time.monotonic() - self._epoch_t0)
         event = {"event": "epoch_complete", "epoch": epoch + 1,
                  "total_epochs": self._total_epochs(),
                  "train_loss": logs.get("train_loss"), "train_acc": logs.get("train_acc"),
@@ -626,16 +711,45 @@ class DashboardEventWriter(Callback):
         event.update({key: logs[key] for key in self.EXTRA_KEYS if key in logs})
         self._emit(event)
 
-    def on_train_end(self, logs: Optional[dict] = None) -> None:
+    def on_checkpoint_saved(self, path: Path, logs: Optional[dict] = None) -> None:
+        logs = logs or {}
+        value = logs.get("value")
+        self._emit({"event": "checkpoint_saved", "file": Path(path).name,
+                    "kind": logs.get("kind"), "epoch": logs.get("epoch"),
+                    "monitor": logs.get("monitor"),
+                    "value": float(value) if value is not None else None,
+                    "timestamp": _now()})
+
+    def _end(self, status: str, error: Optional[str] = None) -> None:
         trainer = self.trainer
-        self._emit({"event": "train_end",
-                    "epochs_completed": trainer.epochs_completed if trainer is not None else None,
-                    "total_epochs": self._total_epochs(),
-                    "stopped_early": bool(trainer is not None and trainer.stop_training),
-                    "best_val_acc": trainer.best_val_acc if trainer is not None else None,
-                    "best_val_loss": (trainer.best_val_loss if trainer is not None
-                                      and trainer.best_val_loss != float("inf") else None),
-                    "elapsed_time": round(self._elapsed(), 3), "timestamp": _now()})
+        event = {"event": "train_end",
+                 "epochs_completed": trainer.epochs_completed if trainer is not None else None,
+                 "total_epochs": self._total_epochs(),
+                 "stopped_early": bool(trainer is not None and trainer.stop_training),
+                 "best_val_acc": trainer.best_val_acc if trainer is not None else None,
+                 "best_val_loss": (trainer.best_val_loss if trainer is not None
+                                   and trainer.best_val_loss != float("inf") else None),
+                 "elapsed_time": round(self._elapsed(), 3), "timestamp": _now(),
+                 "status": status}
+        if error is not None:
+            event["error"] = error
+        self._emit(event)
+        self._ended = True
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        stopped = bool(self.trainer is not None and self.trainer.stop_training)
+        self._end("stopped_early" if stopped else "finished")
+
+    def on_exception(self, exc: BaseException) -> None:
+        if self._ended or not self._start:
+            return  # the run already ended cleanly, or never began (nothing to close)
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed"
+        message = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        self._end(status, message[:1000])
+
+    def on_test_end(self, logs: Optional[dict] = None) -> None:
+        if logs:
+            self._emit(evaluation_event(logs, source="train"))
 
     def state_dict(self) -> dict:
         return {"elapsed_time": self._elapsed() if self._start else self._elapsed_before,
@@ -649,5 +763,28 @@ class DashboardEventWriter(Callback):
         self._resumed_at_bytes = int(length) if length is not None else None
 
 
+def evaluation_event(metrics: dict, source: str) -> dict:
+    """The ``evaluation_complete`` event of a metrics dict (``test_metrics.json`` of a run, or
+    ``metrics.json`` of ``pfdtrain evaluate``): the file and the headline figures.
+
+    Args:
+        metrics: the metrics; ``metrics_file`` (or ``files["metrics"]``) names its file,
+            relative to the run folder when it lies inside it.
+        source: ``"train"`` (the pipeline's test evaluation) or ``"evaluate"``.
+    """
+    file = metrics.get("metrics_file") or (metrics.get("files") or {}).get("metrics")
+    loss = metrics.get("loss", metrics.get("test_loss"))
+    return {"event": "evaluation_complete", "source": source,
+            "metrics_file": str(file) if file else None,
+            # test_metrics.json's "split" describes how the data was split: that is "test"
+            "split": split if isinstance(split := metrics.get("split"), str) else "test",
+            "checkpoint": metrics.get("checkpoint"),
+            "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+            "loss": loss, "recording_accuracy": metrics.get("recording_accuracy"),
+            "ece": metrics.get("ece"), "num_samples": metrics.get("num_samples",
+                                                                  metrics.get("num_windows")),
+            "timestamp": _now()}
+
+
 def _now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
+    return now_iso()

@@ -216,9 +216,19 @@ class CNNTrainer:
     def fit(self, num_epochs: int) -> dict[str, list[float]]:
         """Train until ``num_epochs`` epochs are complete in total (a resumed run continues).
 
+        An exception (Ctrl-C included) first goes to every callback's ``on_exception``
+        (e.g. the dashboard's ``train_end`` with status ``crashed``), then propagates.
+
         Returns:
             ``history``: per-epoch lists under the §1.2 keys.
         """
+        try:
+            return self._fit(num_epochs)
+        except BaseException as exc:
+            self.callbacks.on_exception(exc)
+            raise
+
+    def _fit(self, num_epochs: int) -> dict[str, list[float]]:
         self.num_epochs = num_epochs
         self.stop_training = False
         self._log_configuration()
@@ -617,8 +627,9 @@ class CNNTrainer:
             return type(batch)(self._to_device(v) for v in batch)
         return batch
 
-    def _log_configuration(self) -> None:
-        """The §5.3 block: everything needed to reproduce the run."""
+    def reproducibility_facts(self) -> dict[str, Any]:
+        """The §5.3 facts: everything needed to reproduce the run (logged at start, and in
+        the dashboard's ``train_begin`` event)."""
         cfg = self.config
         group = self.optimizer.param_groups[0]
         batch_size = getattr(self.train_loader, "batch_size", None)
@@ -626,25 +637,50 @@ class CNNTrainer:
         effective = (batch_size * self.gradient_accumulation_steps * world_size
                      if batch_size else None)
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        return {
+            "seed": getattr(cfg, "seed", None),
+            "deterministic": getattr(cfg, "deterministic",
+                                     torch.are_deterministic_algorithms_enabled()),
+            "pytorch_version": str(torch.__version__),
+            "cuda_version": torch.version.cuda,
+            "cudnn_version": cudnn,
+            "device": str(self.device),
+            "model": self.unwrapped_model.__class__.__name__,
+            "optimizer": self.optimizer.__class__.__name__,
+            "scheduler": self.lr_scheduler.__class__.__name__ if self.lr_scheduler else None,
+            "batch_size": batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "world_size": world_size,
+            "effective_batch_size": effective,
+            "learning_rate": group["lr"],
+            "weight_decay": group.get("weight_decay", 0.0),
+            "mixed_precision": self.mixed_precision,
+            "amp_dtype": str(self.amp_dtype).removeprefix("torch.") if self.mixed_precision else None,
+            "pfdtrain_version": pfdtrain.__version__,
+        }
+
+    def _log_configuration(self) -> None:
+        """The §5.3 block: everything needed to reproduce the run."""
+        f = self.reproducibility_facts()
         lines = [
             "=== Training Configuration ===",
-            f"Seed: {getattr(cfg, 'seed', None)}",
-            f"Deterministic: {getattr(cfg, 'deterministic', torch.are_deterministic_algorithms_enabled())}",
-            f"PyTorch version: {torch.__version__}",
-            f"CUDA version: {torch.version.cuda}",
-            f"cuDNN version: {cudnn}",
-            f"Device: {self.device}",
-            f"Model: {self.unwrapped_model.__class__.__name__}",
-            f"Optimizer: {self.optimizer.__class__.__name__}",
-            f"Scheduler: {self.lr_scheduler.__class__.__name__ if self.lr_scheduler else None}",
-            f"Batch size: {batch_size}",
-            f"Gradient accumulation steps: {self.gradient_accumulation_steps}",
-            f"World size: {world_size}",
-            f"Effective batch size: {effective}",
-            f"Learning rate: {group['lr']}",
-            f"Weight decay: {group.get('weight_decay', 0.0)}",
-            f"Mixed precision: {self.mixed_precision}"
-            + (f" ({str(self.amp_dtype).removeprefix('torch.')})" if self.mixed_precision else ""),
+            f"Seed: {f['seed']}",
+            f"Deterministic: {f['deterministic']}",
+            f"PyTorch version: {f['pytorch_version']}",
+            f"CUDA version: {f['cuda_version']}",
+            f"cuDNN version: {f['cudnn_version']}",
+            f"Device: {f['device']}",
+            f"Model: {f['model']}",
+            f"Optimizer: {f['optimizer']}",
+            f"Scheduler: {f['scheduler']}",
+            f"Batch size: {f['batch_size']}",
+            f"Gradient accumulation steps: {f['gradient_accumulation_steps']}",
+            f"World size: {f['world_size']}",
+            f"Effective batch size: {f['effective_batch_size']}",
+            f"Learning rate: {f['learning_rate']}",
+            f"Weight decay: {f['weight_decay']}",
+            f"Mixed precision: {f['mixed_precision']}"
+            + (f" ({f['amp_dtype']})" if f["mixed_precision"] else ""),
         ]
         for line in lines:
             logger.info(line)

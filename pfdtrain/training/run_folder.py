@@ -40,7 +40,7 @@ LOCK_FILE = ".lock"
 CHECKPOINT_DIR = "checkpoints"
 # What a run writes into its folder besides checkpoints/ (README's run-folder table).
 RUN_FILES = ("config.yaml", "history.json", "history.png", "test_metrics.json",
-             "events.jsonl", "train.log")
+             "events.jsonl", "train.log", "metrics.csv")
 
 
 class RunFolderBusyError(PfdtrainError):
