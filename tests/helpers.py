@@ -1,8 +1,11 @@
 """Tiny real training set-ups shared by the tests (real torch, a few hundred samples)."""
 
+import copy
+
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.data.sampler import EpochShuffleSampler
 from pfdtrain.models import build_model
 from pfdtrain.training.cnn_trainer import CNNTrainer
@@ -120,3 +123,18 @@ def lifecycle(events):
     """The names of ``events`` that mark the run's course (not ``checkpoint_saved``,
     ``epoch_progress`` or ``evaluation_complete``, whose number depends on timing and files)."""
     return [e["event"] for e in events if e["event"] in LIFECYCLE_EVENTS]
+
+
+def tiny_config(base: dict, tmp_path, **sections) -> TrainingConfig:
+    """``base`` (a config dict) with ``sections`` merged in (a dict updates its section, any
+    other value replaces the key), runs under ``tmp_path/runs`` and the generated data shared
+    by the tests of one session (``tmp_path.parent/shared-data``)."""
+    data = copy.deepcopy(base)
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    data["output_dir"] = str(tmp_path / "runs")
+    data["data"]["cache_dir"] = str(tmp_path.parent / "shared-data")
+    return TrainingConfig.from_dict(data)

@@ -1,7 +1,6 @@
 """Few labels (``data.label_fraction``): the stratified, seeded choice of labeled training
 windows, the masked classification loss, accuracy over labeled windows, and real runs."""
 
-import copy
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from pfdtrain.training.checkpoint import save_checkpoint
 from pfdtrain.training.cnn_callbacks import Callback
 from pfdtrain.training.cnn_trainer import CNNTrainer
 from pfdtrain.utils.reproducibility import set_seed
-from tests.helpers import tiny_loaders
+from tests.helpers import tiny_config, tiny_loaders
 
 LABELS = np.array([0] * 10 + [1] * 20 + [2] * 3 + [3] * 1)
 
@@ -84,15 +83,7 @@ TINY = {
 
 
 def _config(tmp_path, **sections):
-    data = copy.deepcopy(TINY)
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    data["output_dir"] = str(tmp_path / "runs")
-    data["data"]["cache_dir"] = str(tmp_path.parent / "shared-data")
-    return TrainingConfig.from_dict(data)
+    return tiny_config(TINY, tmp_path, **sections)
 
 
 def test_only_training_windows_lose_labels_stratified_and_recorded(tmp_path):

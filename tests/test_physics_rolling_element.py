@@ -2,7 +2,6 @@
 per-location evidence on simulator records, the partial-label loss, its errors, its config
 and a real PINN run on the rolling-element simulator."""
 
-import copy
 import dataclasses
 import math
 
@@ -21,6 +20,7 @@ from pfdtrain.training.physics_rolling_element import (LOCATIONS, EnvelopeSpectr
                                                        envelope_spectrum, fault_locations,
                                                        resolve_bearing_geometry)
 from pfdtrain.training.registry import PHYSICS_TERMS, physics_term_builder
+from tests.helpers import tiny_config
 
 FS = 12000.0
 WINDOW = 2048
@@ -216,15 +216,7 @@ TINY = {
 
 
 def _config(tmp_path, **sections):
-    data = copy.deepcopy(TINY)
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    data["output_dir"] = str(tmp_path / "runs")
-    data["data"]["cache_dir"] = str(tmp_path.parent / "shared-data")
-    return TrainingConfig.from_dict(data)
+    return tiny_config(TINY, tmp_path, **sections)
 
 
 def test_pinn_trains_with_the_rolling_element_term(tmp_path):

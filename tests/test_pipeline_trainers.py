@@ -1,14 +1,14 @@
 """Every loss and trainer selectable from the config runs through the one pipeline, with
 callbacks and checkpoints, and `load_model_for_evaluation` loads what it saves."""
 
-import copy
 
 import pytest
 
-from pfdtrain.config.training_config import ConfigError, TrainingConfig
+from pfdtrain.config.training_config import ConfigError
 from pfdtrain.evaluation.loading import load_model_for_evaluation
 from pfdtrain.pipeline import run_training
 from pfdtrain.training.cnn_losses import FocalLoss, LabelSmoothingCrossEntropy, SupConLoss
+from tests.helpers import tiny_config
 
 TINY = {
     "num_epochs": 2,
@@ -21,15 +21,7 @@ TINY = {
 
 
 def _config(tmp_path, **sections):
-    data = copy.deepcopy(TINY)
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    data["output_dir"] = str(tmp_path / "runs")
-    data["data"]["cache_dir"] = str(tmp_path.parent / "shared-data")
-    return TrainingConfig.from_dict(data)
+    return tiny_config(TINY, tmp_path, **sections)
 
 
 @pytest.mark.parametrize("loss, expected", [

@@ -152,6 +152,20 @@ def _number_list(value: Any, where: str, length: Optional[int] = None) -> list[f
     return [float(v) for v in value]
 
 
+def _check_bearing_geometry(where: str, num_balls: int, ball_mm: float, pitch_mm: float
+                            ) -> None:
+    """Refuse ball and pitch diameters the balls cannot have (both bearing sections)."""
+    d, pitch = float(ball_mm), float(pitch_mm)
+    if d <= 0 or d >= pitch:
+        raise ConfigError(f"{where}.ball_diameter_mm = {d:g} must be > 0 and smaller than "
+                          f"{where}.pitch_diameter_mm = {pitch:g}: the ball centres lie on the "
+                          f"pitch circle (SKF 6205: 7.94 and 39.04 mm)")
+    if num_balls * d >= math.pi * pitch:
+        raise ConfigError(f"{where}: {num_balls} balls of {d:g} mm do not fit on a "
+                          f"{pitch:g} mm pitch circle (Z d >= pi D); lower num_balls or "
+                          f"ball_diameter_mm")
+
+
 def _range(value: Any, where: str, example: str) -> tuple[float, float]:
     """A ``[min, max]`` setting; an inverted (empty) range is a ConfigError with the fix."""
     lo, hi = _number_list(value, where, 2)
@@ -208,15 +222,8 @@ class RollingElementConfig:
                 or load levels that are not positive, slip or damping out of range.
         """
         w = "synthetic.rolling_element"
-        d, pitch = float(self.ball_diameter_mm), float(self.pitch_diameter_mm)
-        if d <= 0 or d >= pitch:
-            raise ConfigError(f"{w}.ball_diameter_mm = {d:g} must be > 0 and smaller than "
-                              f"{w}.pitch_diameter_mm = {pitch:g}: the ball centres lie on the "
-                              f"pitch circle (SKF 6205: 7.94 and 39.04 mm)")
-        if self.num_balls * d >= math.pi * pitch:
-            raise ConfigError(f"{w}: {self.num_balls} balls of {d:g} mm do not fit on a "
-                              f"{pitch:g} mm pitch circle (Z d >= pi D); lower num_balls or "
-                              f"ball_diameter_mm")
+        _check_bearing_geometry(w, self.num_balls, self.ball_diameter_mm,
+                                self.pitch_diameter_mm)
         lo, hi = _range(self.speed_rpm, f"{w}.speed_rpm", "[1200, 3000]")
         if lo <= 0:
             raise ConfigError(f"{w}.speed_rpm = {self.speed_rpm!r}: speeds must be > 0 rpm, "
@@ -472,15 +479,8 @@ class BearingConfig:
             ConfigError: d <= 0, d >= D, or Z d >= pi D.
         """
         w = "physics.bearing"
-        d, pitch = float(self.ball_diameter_mm), float(self.pitch_diameter_mm)
-        if d <= 0 or d >= pitch:
-            raise ConfigError(f"{w}.ball_diameter_mm = {d:g} must be > 0 and smaller than "
-                              f"{w}.pitch_diameter_mm = {pitch:g}: the ball centres lie on the "
-                              f"pitch circle (SKF 6205: 7.94 and 39.04 mm)")
-        if self.num_balls * d >= math.pi * pitch:
-            raise ConfigError(f"{w}: {self.num_balls} balls of {d:g} mm do not fit on a "
-                              f"{pitch:g} mm pitch circle (Z d >= pi D); lower num_balls or "
-                              f"ball_diameter_mm")
+        _check_bearing_geometry(w, self.num_balls, self.ball_diameter_mm,
+                                self.pitch_diameter_mm)
 
 
 @dataclass
