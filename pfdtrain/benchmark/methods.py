@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from pfdtrain.training.domain_losses import DOMAIN_LOSSES
 
@@ -29,18 +30,21 @@ class Method:
         overrides: config overrides (``key=value``) on top of the suite's settings.
         needs_target: uses the task's unlabeled target half (domain adaptation).
         physics: uses the suite's physics term (``physics.term`` and its settings).
+        reference: key of :data:`pfdtrain.benchmark.references.REFERENCES` cited beside a
+            table that has this method, or None.
     """
 
     what: str
     overrides: tuple[str, ...]
     needs_target: bool = False
     physics: bool = False
+    reference: Optional[str] = None
 
 
 METHODS: dict[str, Method] = {
     "cnn1d": Method("CNN1D (ours), source data only", ("model.name=cnn1d",)),
     "wdcnn": Method("WDCNN (Zhang et al., Sensors 2017), source data only",
-                    ("model.name=wdcnn",)),
+                    ("model.name=wdcnn",), reference="wdcnn"),
     **{name: Method(f"CNN1D + {name.upper()} domain adaptation ({what}; unlabeled target "
                     f"half)", ("model.name=cnn1d", "trainer=domain_adaptation",
                                f"domain.method={name}"), needs_target=True)

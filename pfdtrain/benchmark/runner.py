@@ -125,6 +125,13 @@ def summarise(suite: str, runs: Sequence[dict], tasks: Sequence[str], methods: S
     return {"tasks": summary, "average": average}
 
 
+def _references(summary: dict, task_info: dict[str, Task]) -> list[str]:
+    """The published results cited beside the table: its tasks' and its methods'."""
+    methods = {m for t in summary["tasks"].values() for m in t}
+    return sorted({t.reference for t in task_info.values() if t.reference}
+                  | {METHODS[m].reference for m in methods if METHODS[m].reference})
+
+
 def markdown(suite: str, summary: dict, task_info: dict[str, Task], skipped: list[str],
              command: str, epochs: int) -> str:
     cols = _columns(suite)
@@ -147,14 +154,11 @@ def markdown(suite: str, summary: dict, task_info: dict[str, Task], skipped: lis
         task = task_info[name]
         lines += [f"**{name}**: {task.what}; scored: `{task.checkpoint}`", "", head]
         lines += [row(m, cells) for m, cells in methods.items()] + [""]
-    refs = {t.reference for t in task_info.values() if t.reference}
-    if any(METHODS[m].overrides == ("model.name=wdcnn",)
-           for t in summary["tasks"].values() for m in t):
-        refs.add("wdcnn")
+    refs = _references(summary, task_info)
     if refs:
         lines += ["**Published figures** (not produced by this command; protocols differ as "
                   "stated)", ""]
-        for key in sorted(refs):
+        for key in refs:
             ref = REFERENCES[key]
             figures = "; ".join(f"{k}: {v}" for k, v in ref.figures.items())
             lines.append(f"- {ref.citation}." + (f" Reported: {figures}." if figures else "")
@@ -278,8 +282,8 @@ def _write(suite: str, out: Path, runs: dict, task_info: dict, methods: Sequence
                "methods": {m: METHODS[m].what for m in methods},
                "tasks": {n: {"what": t.what, "checkpoint": t.checkpoint}
                          for n, t in task_info.items()},
-               "references": {k: REFERENCES[k].__dict__ for k in
-                              {t.reference for t in task_info.values() if t.reference}},
+               "out": str(out),
+               "references": {k: REFERENCES[k].__dict__ for k in _references(summary, task_info)},
                "skipped": skipped, "summary": summary,
                "runs": sorted(mine, key=lambda r: r["key"])}
     out.mkdir(parents=True, exist_ok=True)
@@ -299,8 +303,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
                             seeds=args.seeds, methods=args.methods, tasks=args.tasks,
                             out=Path(args.out) if args.out else None, epochs=args.epochs,
                             summary_only=args.summary, command=command)
-    out = Path(args.out or Path("benchmarks") / args.suite)
-    print((out / "results.md").read_text())
+    print((Path(results["out"]) / "results.md").read_text())
     return 0 if results["runs"] or args.summary else 1
 
 

@@ -232,6 +232,9 @@ def _cwru(ctx: SuiteContext) -> list[Task]:
 
 
 # ---------------------------------------------------------------- Paderborn
+PADERBORN = ("data.window_length=4096", "data.window_stride=4096")  # 64 kHz: 64 ms windows
+
+
 def _setting(rpm: float, torque: float, force: float) -> str:
     return f"N{round(rpm / 100):02d}_M{round(torque * 10):02d}_F{round(force / 100):02d}"
 
@@ -264,9 +267,6 @@ def _paderborn(ctx: SuiteContext) -> list[Task]:
                       (settings == a) & side_a, (settings == b) & ~side_a, PADERBORN_PHYSICS,
                       window=window)
             for a, b in itertools.permutations(present, 2)]
-
-
-PADERBORN = ("data.window_length=4096", "data.window_stride=4096")
 
 
 # ---------------------------------------------------------------- few labels
