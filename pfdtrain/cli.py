@@ -7,6 +7,9 @@
                      [--by load ...] [--adapt-bn]
     pfdtrain predict runs/<name>/checkpoints/best_model.pth recording.mat [--variable X]
                      [--adapt-bn]
+    pfdtrain predict --model runs/<name>/export/best_model.onnx recording.mat
+    pfdtrain export runs/<name>/checkpoints/best_model.pth [--format onnx|torchscript]
+                    [--quantize int8] [--out FILE]
     pfdtrain data import --manifest recordings.csv --out data/mine.h5
     pfdtrain benchmark cwru-loads --root DIR [--seeds 0 1 2] [--methods ...] [--out DIR]
     pfdtrain dashboard [runs/] [--host 127.0.0.1] [--port 8765] [--benchmarks DIR]
@@ -141,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     from pfdtrain.dashboard.server import add_dashboard_parser
     from pfdtrain.evaluation.evaluate import add_evaluate_parser
     from pfdtrain.evaluation.predict import add_predict_parser
+    from pfdtrain.export.exporter import add_export_parser
 
     add_evaluate_parser(sub)
     add_predict_parser(sub)
+    add_export_parser(sub)
     add_data_parser(sub)
     add_benchmark_parser(sub)
     add_dashboard_parser(sub)

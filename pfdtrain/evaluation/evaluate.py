@@ -197,7 +197,7 @@ def _resolve_data_path(stored: Optional[str], run_root: Optional[Path]) -> Optio
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _run_folder(checkpoint: Path) -> Path:
+def checkpoint_run_folder(checkpoint: Path) -> Path:
     """The run folder of ``runs/<name>/checkpoints/x.pth``, else the checkpoint's folder."""
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
@@ -367,6 +367,128 @@ def _adapted_scores(model: nn.Module, dataset: Any, snrs: Optional[Iterable[floa
 
 
 
+@dataclasses.dataclass
+class CheckpointWindows:
+    """The windows a checkpoint is scored on, made as in its training (see
+    :func:`checkpoint_windows`)."""
+
+    config: Any  # the checkpoint's TrainingConfig, augmentation off, transform as trained
+    target: _Target
+    run_dir: Path
+    training_hash: Optional[str]
+    same_data: bool
+
+
+def checkpoint_windows(checkpoint: PathLike, metadata: dict[str, Any],
+                       data: Optional[PathLike] = None, split: str = "test",
+                       batch_size: Optional[int] = None, with_metadata: bool = False
+                       ) -> CheckpointWindows:
+    """Rebuild the windows of one split as the checkpoint's training made them.
+
+    Shared by ``pfdtrain evaluate`` and ``pfdtrain export`` (its parity check), so both read
+    the same windows: window length, stride, normalisation and input transform from the
+    config stored in the checkpoint, augmentation off. Without ``data`` the dataset is the
+    one the checkpoint was trained on (the recorded file when it still exists, else the
+    one its config rebuilds), and its content hash must equal the training data's.
+
+    Args:
+        checkpoint: the checkpoint file (its folder locates the run and relative paths).
+        metadata: what :func:`~pfdtrain.evaluation.loading.load_model_for_evaluation`
+            returned for it.
+        data: another ``.h5`` dataset file (same class names and sampling rate).
+        split: ``train``, ``val``, ``test`` or ``all`` (every recording of ``data``).
+        batch_size: overrides the training batch size in the returned config.
+        with_metadata: the model reads operating conditions (windows carry metadata when
+            its trainer also needs them).
+
+    Returns:
+        A :class:`CheckpointWindows` (config, the split's windows with their file, hash,
+        class names, rate and input length, the run folder, the training data's hash and
+        whether the windows come from it).
+
+    Raises:
+        EvaluationError: no stored config, an unknown or empty split, data the model's
+            outputs or inputs mean something else on, or default data that no longer
+            matches the training data.
+
+    Example:
+        >>> model, meta = load_model_for_evaluation("runs/x/checkpoints/best_model.pth")
+        >>> windows = checkpoint_windows("runs/x/checkpoints/best_model.pth", meta)
+        >>> len(windows.target.dataset), windows.target.class_names[:2]
+        (132, ['healthy', 'misalignment'])
+    """
+    from pfdtrain.config.training_config import TrainingConfig
+    from pfdtrain.data.windows import build_dataloaders
+
+    checkpoint = Path(checkpoint)
+    if split not in SPLIT_NAMES:
+        raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
+    stored_config = metadata.get("config")
+    if not stored_config:
+        raise EvaluationError(f"{checkpoint} stores no training config, so the window length, "
+                              f"stride and normalisation used in training are unknown; save "
+                              f"checkpoints with pfdtrain's trainer (it stores them).")
+    config = TrainingConfig.from_dict(stored_config)
+    # Evaluation scores the recordings as they are: training augmentation never applies,
+    # not even to --split train.
+    config.augment.enabled = False
+    # The model input is made as in training: the transform the checkpoint records (a
+    # checkpoint from before transforms records none and its config none: raw).
+    stored_transform = metadata.get("transform") or {}
+    if stored_transform.get("name"):
+        config.data.transform = stored_transform["name"]
+        config.data.transform_params = dict(stored_transform.get("params") or {})
+    run_dir = checkpoint_run_folder(checkpoint)
+    run_root = run_dir.parent.parent if checkpoint.parent.name == "checkpoints" else None
+    training_hash = metadata.get("dataset_hash")
+
+    if data is not None:
+        config.data.source = str(data)
+    else:
+        found = (_resolve_data_path(metadata.get("dataset_path"), run_root)
+                 or _resolve_data_path(config.data.source, run_root))
+        if found is not None:
+            config.data.source = str(found)
+        elif config.data.source == "synthetic" and not Path(config.data.cache_dir).is_absolute() \
+                and run_root is not None and not Path(config.data.cache_dir).is_dir():
+            # Regenerate into the training folder's cache rather than a stray one here.
+            config.data.cache_dir = str(run_root / config.data.cache_dir)
+    if batch_size is not None:
+        config.data.batch_size = int(batch_size)
+    with_metadata = trainer_class(config.trainer).needs_metadata and with_metadata
+    if split == ALL_RECORDS:
+        if data is None:
+            raise EvaluationError(
+                "--split all scores every recording of a file, so on the training data it "
+                "would score training recordings; pass another dataset file with --data "
+                "(the transfer test), or evaluate --split test.")
+        target = _whole_file(config, with_metadata)
+    else:
+        bundle = build_dataloaders(config, with_metadata=with_metadata)
+        loader = {"train": bundle.train_loader, "val": bundle.val_loader,
+                  "test": bundle.test_loader}[split]
+        target = _Target(bundle.path, bundle.content_hash, list(bundle.class_names),
+                         float(bundle.sampling_rate), int(bundle.input_length),
+                         loader.dataset if loader is not None else None)
+    _check_compatible(metadata, target.class_names, target.sampling_rate, target.input_length,
+                      target.path, checkpoint)
+    same_data = training_hash is None or training_hash == target.content_hash
+    if data is None and not same_data:
+        raise EvaluationError(
+            f"the dataset rebuilt from {checkpoint}'s config ({target.path}, hash "
+            f"{target.content_hash[:12]}) is not the one it was trained on (hash "
+            f"{training_hash[:12]}), so its {split} split may hold training recordings; pass "
+            f"the training data file with --data / data=.")
+    if split == ALL_RECORDS and training_hash == target.content_hash:
+        raise EvaluationError(
+            f"{target.path} is the data {checkpoint} was trained on, so --split all would "
+            f"score its training recordings; evaluate --split test, or pass another file.")
+    if target.dataset is None or len(target.dataset) == 0:
+        raise EvaluationError(f"{target.path} has no {split} records; evaluate another split "
+                              f"(--split {'test' if split != 'test' else 'val'}).")
+    return CheckpointWindows(config, target, run_dir, training_hash, same_data)
+
+
 def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
                         split: str = "test", out_dir: Optional[PathLike] = None,
                         snrs: Optional[Iterable[float]] = DEFAULT_SNRS,
@@ -427,9 +549,7 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
         >>> m["robustness"]["10"]["accuracy"], m["files"]["report"]
         (81.2, 'runs/x/report.md')
     """
-    # Imported here: the pipeline pulls in every trainer, and `pfdtrain --help` stays fast.
-    from pfdtrain.config.training_config import TrainingConfig
-    from pfdtrain.data.windows import build_dataloaders
+    # Imported here: the plotting and file helpers are only needed when evaluating.
     from pfdtrain.evaluation.loading import load_model_for_evaluation
     from pfdtrain.evaluation.plots import plot_confusion_matrix
     from pfdtrain.utils.io import atomic_open, write_json
@@ -439,69 +559,10 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
     if split not in SPLIT_NAMES:
         raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
     model, metadata = load_model_for_evaluation(checkpoint, device=device)
-    stored_config = metadata.get("config")
-    if not stored_config:
-        raise EvaluationError(f"{checkpoint} stores no training config, so the window length, "
-                              f"stride and normalisation used in training are unknown; save "
-                              f"checkpoints with pfdtrain's trainer (it stores them).")
-    config = TrainingConfig.from_dict(stored_config)
-    # Evaluation scores the recordings as they are: training augmentation never applies,
-    # not even to --split train.
-    config.augment.enabled = False
-    # The model input is made as in training: the transform the checkpoint records (a
-    # checkpoint from before transforms records none and its config none: raw).
-    stored_transform = metadata.get("transform") or {}
-    if stored_transform.get("name"):
-        config.data.transform = stored_transform["name"]
-        config.data.transform_params = dict(stored_transform.get("params") or {})
-    run_dir = _run_folder(checkpoint)
-    run_root = run_dir.parent.parent if checkpoint.parent.name == "checkpoints" else None
-    training_hash = metadata.get("dataset_hash")
-
-    if data is not None:
-        config.data.source = str(data)
-    else:
-        found = (_resolve_data_path(metadata.get("dataset_path"), run_root)
-                 or _resolve_data_path(config.data.source, run_root))
-        if found is not None:
-            config.data.source = str(found)
-        elif config.data.source == "synthetic" and not Path(config.data.cache_dir).is_absolute() \
-                and run_root is not None and not Path(config.data.cache_dir).is_dir():
-            # Regenerate into the training folder's cache rather than a stray one here.
-            config.data.cache_dir = str(run_root / config.data.cache_dir)
-    if batch_size is not None:
-        config.data.batch_size = int(batch_size)
-    with_metadata = trainer_class(config.trainer).needs_metadata and model_takes_metadata(model)
-    if split == ALL_RECORDS:
-        if data is None:
-            raise EvaluationError(
-                "--split all scores every recording of a file, so on the training data it "
-                "would score training recordings; pass another dataset file with --data "
-                "(the transfer test), or evaluate --split test.")
-        target = _whole_file(config, with_metadata)
-    else:
-        bundle = build_dataloaders(config, with_metadata=with_metadata)
-        loader = {"train": bundle.train_loader, "val": bundle.val_loader,
-                  "test": bundle.test_loader}[split]
-        target = _Target(bundle.path, bundle.content_hash, list(bundle.class_names),
-                         float(bundle.sampling_rate), int(bundle.input_length),
-                         loader.dataset if loader is not None else None)
-    _check_compatible(metadata, target.class_names, target.sampling_rate, target.input_length,
-                      target.path, checkpoint)
-    same_data = training_hash is None or training_hash == target.content_hash
-    if data is None and not same_data:
-        raise EvaluationError(
-            f"the dataset rebuilt from {checkpoint}'s config ({target.path}, hash "
-            f"{target.content_hash[:12]}) is not the one it was trained on (hash "
-            f"{training_hash[:12]}), so its {split} split may hold training recordings; pass "
-            f"the training data file with --data / data=.")
-    if split == ALL_RECORDS and training_hash == target.content_hash:
-        raise EvaluationError(
-            f"{target.path} is the data {checkpoint} was trained on, so --split all would "
-            f"score its training recordings; evaluate --split test, or pass another file.")
-    if target.dataset is None or len(target.dataset) == 0:
-        raise EvaluationError(f"{target.path} has no {split} records; evaluate another split "
-                              f"(--split {'test' if split != 'test' else 'val'}).")
+    rebuilt = checkpoint_windows(checkpoint, metadata, data, split, batch_size,
+                                 with_metadata=model_takes_metadata(model))
+    config, target, run_dir = rebuilt.config, rebuilt.target, rebuilt.run_dir
+    training_hash, same_data = rebuilt.training_hash, rebuilt.same_data
     dataset = target.dataset
     class_names = target.class_names
     num_workers = config.data.num_workers

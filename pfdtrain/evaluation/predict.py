@@ -57,16 +57,19 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optional[str] = None,
+def predict_recording(checkpoint: Optional[PathLike], recording: PathLike,
+                      variable: Optional[str] = None,
                       column: Optional[Union[str, int]] = None,
                       sampling_rate: Optional[float] = None,
                       device: Union[str, torch.device] = "auto",
                       resample: bool = False, adapt_bn: bool = False,
-                      rpm: Optional[float] = None) -> dict[str, Any]:
-    """Classify one vibration recording with a trained checkpoint.
+                      rpm: Optional[float] = None,
+                      model: Optional[PathLike] = None) -> dict[str, Any]:
+    """Classify one vibration recording with a trained checkpoint or an exported model.
 
     Args:
-        checkpoint: a pfdtrain checkpoint (``runs/<name>/checkpoints/best_model.pth``).
+        checkpoint: a pfdtrain checkpoint (``runs/<name>/checkpoints/best_model.pth``), or
+            None with ``model``.
         recording: a ``.mat``, ``.npy`` or ``.csv`` file holding one channel.
         variable: the ``.mat`` variable to read (default: the reader's choice).
         column: the ``.csv`` column (name or index) to read.
@@ -85,6 +88,10 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         rpm: the recording's shaft speed in rpm, for a model trained with ``data.transform:
             order`` (it resamples the windows per revolution); ignored (with a note) by
             other transforms.
+        model: instead of ``checkpoint``, a file written by ``pfdtrain export`` (``.onnx``
+            run by ONNX Runtime, ``.pt`` TorchScript); its metadata gives the windowing, so
+            the result is the checkpoint's (same windows, voting and fields) up to the
+            export's numerics.
 
     Returns:
         ``{"class", "class_index", "probability" (mean softmax of that class over the
@@ -95,14 +102,17 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         "params", "output_length"}), "rpm", "sampling_rate",
         "sampling_rate_source" ("argument", "file" or "assumed"), "resampled_from" (the
         recording's rate when it was resampled, else None), "duration_s", "notes",
-        "recording", "checkpoint", "model_class", "source_info", "adapt_bn" (None, or
-        ``{"method", "windows", "layers", "batch_size", "seed",
+        "recording", "checkpoint", "model" (the exported file or None), "runtime"
+        ("pytorch", "onnx", "torchscript"), "model_class", "source_info", "adapt_bn" (None,
+        or ``{"method", "windows", "layers", "batch_size", "seed",
         "uses_unlabeled_target_data"}``)}``.
 
     Raises:
         EvaluationError: missing file, a sampling rate other than the model's (without
             ``resample``), a recording shorter than one window, ``adapt_bn`` on a model
-            without batch norm, or an ``order`` model without ``rpm`` (the fix: ``--rpm``).
+            without batch norm or on an exported model, an ``order`` model without ``rpm``
+            (the fix: ``--rpm``), both or neither of ``checkpoint`` and ``model``, or an
+            exported file without pfdtrain's metadata.
         RecordingError: (a ``DataError``, from
             :func:`pfdtrain.data.importers.readers.read_signal`) unreadable file, unknown format,
             missing/ambiguous variable or column, NaN/inf samples.
@@ -119,17 +129,33 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     from pfdtrain.data.windows import NORMALIZATIONS, WindowDataset, attach_transform
     from pfdtrain.evaluation.loading import load_model_for_evaluation
 
-    checkpoint, recording = Path(checkpoint), Path(recording)
-    model, metadata = load_model_for_evaluation(checkpoint, device=device)
-    if adapt_bn:
-        from pfdtrain.evaluation.adaptation import require_batchnorm
-        require_batchnorm(model)  # before reading the recording: the fix comes first
+    if (checkpoint is None) == (model is None):
+        raise EvaluationError("give either a checkpoint or an exported model (--model FILE), "
+                              "not both" if checkpoint is not None else
+                              "give a checkpoint (runs/<name>/checkpoints/best_model.pth) or an "
+                              "exported model (--model FILE.onnx)")
+    recording = Path(recording)
+    exported, net = None, None
+    if model is not None:
+        from pfdtrain.export.formats import load_exported
+        exported = load_exported(model)
+        source, metadata = Path(model), exported.metadata
+        if adapt_bn:
+            raise EvaluationError(f"--adapt-bn re-estimates batch-norm statistics, which needs "
+                                  f"the PyTorch model; an exported file ({source}) is frozen. "
+                                  f"Predict with the checkpoint instead")
+    else:
+        source = Path(checkpoint)
+        net, metadata = load_model_for_evaluation(source, device=device)
+        if adapt_bn:
+            from pfdtrain.evaluation.adaptation import require_batchnorm
+            require_batchnorm(net)  # before reading the recording: the fix comes first
     class_names = list(metadata.get("class_names") or [])
     model_rate = metadata.get("sampling_rate")
     window = metadata.get("input_length")
     data_cfg = (metadata.get("config") or {}).get("data") or {}
     if not class_names or model_rate is None or window is None:
-        raise EvaluationError(f"{checkpoint} does not record its class names, sampling rate and "
+        raise EvaluationError(f"{source} does not record its class names, sampling rate and "
                               f"input length, so a recording cannot be prepared for it; use a "
                               f"checkpoint saved by pfdtrain's trainer")
     # input_length is the model input, the transform's output; the window is cut at
@@ -139,9 +165,9 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     try:
         transform = transform_from_metadata(metadata, model_rate, window)
     except TransformError as exc:
-        raise EvaluationError(f"{checkpoint}: {exc}") from None
+        raise EvaluationError(f"{source}: {exc}") from None
     if transform.needs_speed and rpm is None:
-        raise EvaluationError(f"{checkpoint} was trained with data.transform: "
+        raise EvaluationError(f"{source} was trained with data.transform: "
                               f"{transform.name}, which resamples each window by the shaft "
                               f"speed; pass the recording's speed with --rpm RPM (rpm=... in "
                               f"Python)")
@@ -151,7 +177,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     stride = int(data_cfg.get("window_stride") or window)
     normalization = data_cfg.get("normalization", "zscore")
     if normalization not in NORMALIZATIONS:
-        raise EvaluationError(f"{checkpoint} was trained with an unknown normalisation "
+        raise EvaluationError(f"{source} was trained with an unknown normalisation "
                               f"{normalization!r}")
 
     signal, info = _read_recording(recording, variable, column)
@@ -175,7 +201,7 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
                 else "as given")
         if not resample:
             raise EvaluationError(
-                f"{recording} is sampled at {rate:g} Hz ({said}), but {checkpoint} was trained "
+                f"{recording} is sampled at {rate:g} Hz ({said}), but {source} was trained "
                 f"at {model_rate:g} Hz; fault frequencies would be misread. Pass --resample to "
                 f"resample it to {model_rate:g} Hz, or --sampling-rate HZ if that rate is "
                 f"wrong.")
@@ -216,21 +242,23 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
     except PfdtrainError as exc:  # the windows cannot hold the revolutions at this speed
         raise EvaluationError(f"{recording}: {exc}") from None
     batch_size = int(data_cfg.get("batch_size") or 32)
-    if model_takes_metadata(model) and (metadata.get("config") or {}).get("trainer") == "pinn":
+    if net is not None and model_takes_metadata(net) \
+            and (metadata.get("config") or {}).get("trainer") == "pinn":
         notes.append("this model was trained with the operating conditions (speed, load, "
                      "temperature); a bare recording gives it none, so it uses its learned "
                      "'missing' inputs and may be less accurate than in evaluation")
     adaptation = None
     if adapt_bn:
         from pfdtrain.evaluation.adaptation import adapt_batchnorm
-        adaptation = {**adapt_batchnorm(model, dataset, batch_size),
+        adaptation = {**adapt_batchnorm(net, dataset, batch_size),
                       "uses_unlabeled_target_data": True}
         notes.append(f"AdaBN: batch-norm statistics re-estimated on this recording's "
                      f"{adaptation['windows']} windows (unlabeled target data); one "
                      f"recording's statistics also absorb its own fault signature, so adapt on "
                      f"many recordings of the machine (pfdtrain evaluate --adapt-bn) when you "
                      f"can")
-    logits, _ = predict_logits(model, dataset, batch_size)
+    logits, _ = (exported.predict_logits(dataset, batch_size) if exported is not None
+                 else predict_logits(net, dataset, batch_size))
     probs = softmax(logits)
     top = probs.argmax(axis=1)
     mean = probs.mean(axis=0)
@@ -263,7 +291,9 @@ def predict_recording(checkpoint: PathLike, recording: PathLike, variable: Optio
         "duration_s": float(signal.shape[0] / rate),
         "notes": notes,
         "recording": str(recording),
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "model": str(model) if model is not None else None,
+        "runtime": exported.format if exported is not None else "pytorch",
         "model_class": metadata.get("model_class"),
         "source_info": _json_safe(info),
         "adapt_bn": adaptation,
@@ -280,10 +310,11 @@ def _column(value: str) -> Union[str, int]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    result = predict_recording(Path(args.checkpoint), Path(args.recording),
+    result = predict_recording(args.checkpoint, args.recording,
                                variable=args.variable, column=args.column,
                                sampling_rate=args.sampling_rate, device=args.device,
-                               resample=args.resample, adapt_bn=args.adapt_bn, rpm=args.rpm)
+                               resample=args.resample, adapt_bn=args.adapt_bn, rpm=args.rpm,
+                               model=args.model)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -298,8 +329,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``predict <checkpoint> <recording> [--variable X] [--column C]
-    [--sampling-rate HZ] [--resample] [--rpm RPM] [--adapt-bn] [--json]``.
+    """Add ``predict [<checkpoint>] <recording> [--model EXPORTED] [--variable X]
+    [--column C] [--sampling-rate HZ] [--resample] [--rpm RPM] [--adapt-bn] [--json]``.
 
     Args:
         subparsers: the object ``ArgumentParser.add_subparsers()`` returned.
@@ -312,11 +343,19 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         >>> add_predict_parser(sub)  # then: args = parser.parse_args(); args.func(args)
     """
     p = subparsers.add_parser(
-        "predict", help="diagnose one recording (.mat, .npy, .csv) with a checkpoint",
+        "predict", help="diagnose one recording (.mat, .npy, .csv) with a checkpoint or an "
+                        "exported model",
         description="Cut a recording into the model's windows, classify each and print the "
-                    "diagnosis (highest mean probability) with the per-window votes.")
-    p.add_argument("checkpoint", type=Path, help="e.g. runs/<name>/checkpoints/best_model.pth")
+                    "diagnosis (highest mean probability) with the per-window votes. The "
+                    "model is a checkpoint (first argument) or a file of `pfdtrain export` "
+                    "(--model, run by ONNX Runtime or TorchScript).",
+        usage="pfdtrain predict [-h] (CHECKPOINT | --model EXPORTED) RECORDING [options]")
+    p.add_argument("checkpoint", type=Path, nargs="?",
+                   help="e.g. runs/<name>/checkpoints/best_model.pth (or give --model)")
     p.add_argument("recording", type=Path, help="the recording: .mat, .npy or .csv")
+    p.add_argument("--model", type=Path, metavar="EXPORTED",
+                   help="an exported model instead of a checkpoint: .onnx (ONNX Runtime) or "
+                        ".pt with its .json (TorchScript), as `pfdtrain export` wrote it")
     p.add_argument("--variable", help=".mat: the variable holding the signal")
     p.add_argument("--column", type=_column, help=".csv: the column (name or 0-based index)")
     p.add_argument("--sampling-rate", type=float, metavar="HZ",

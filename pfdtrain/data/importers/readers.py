@@ -201,8 +201,10 @@ def _read_mat(path: Path, variable: Optional[str], column: Optional[Union[str, i
                                  f"{_struct_fields_hint(variables)}.")
         else:
             raise RecordingError(f"{path}: holds {len(signals)} signal variables "
-                                 f"({', '.join(signals)}); name one in the manifest's variable "
-                                 f"column (or with --channel, e.g. DE for X097_DE_time).")
+                                 f"({', '.join(signals)}); name one (a part is enough, e.g. DE "
+                                 f"for X097_DE_time): `pfdtrain predict --variable DE`, "
+                                 f"`pfdtrain data import --channel DE`, or a manifest's "
+                                 f"variable column.")
         value = variables[name]
         node = _unwrap(value)
         if isinstance(node, np.ndarray) and node.dtype.names:
