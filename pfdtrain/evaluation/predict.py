@@ -310,7 +310,14 @@ def _column(value: str) -> Union[str, int]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    result = predict_recording(args.checkpoint, args.recording,
+    # argparse cannot place an optional positional before a required one when an option
+    # sits between them (CHECKPOINT --model X RECORDING), so the two are read as a list.
+    if len(args.paths) > 2:
+        raise EvaluationError(f"predict takes a checkpoint and one recording (or --model FILE "
+                              f"and one recording), got {len(args.paths)} paths: "
+                              f"{' '.join(map(str, args.paths))}")
+    checkpoint, recording = args.paths if len(args.paths) == 2 else (None, args.paths[0])
+    result = predict_recording(checkpoint, recording,
                                variable=args.variable, column=args.column,
                                sampling_rate=args.sampling_rate, device=args.device,
                                resample=args.resample, adapt_bn=args.adapt_bn, rpm=args.rpm,
@@ -350,9 +357,10 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "model is a checkpoint (first argument) or a file of `pfdtrain export` "
                     "(--model, run by ONNX Runtime or TorchScript).",
         usage="pfdtrain predict [-h] (CHECKPOINT | --model EXPORTED) RECORDING [options]")
-    p.add_argument("checkpoint", type=Path, nargs="?",
-                   help="e.g. runs/<name>/checkpoints/best_model.pth (or give --model)")
-    p.add_argument("recording", type=Path, help="the recording: .mat, .npy or .csv")
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                   help="CHECKPOINT RECORDING, e.g. runs/<name>/checkpoints/best_model.pth "
+                        "pump7.mat; or RECORDING alone with --model. The recording: .mat, "
+                        ".npy or .csv")
     p.add_argument("--model", type=Path, metavar="EXPORTED",
                    help="an exported model instead of a checkpoint: .onnx (ONNX Runtime) or "
                         ".pt with its .json (TorchScript), as `pfdtrain export` wrote it")

@@ -99,7 +99,9 @@ def parity_windows(checkpoint: PathLike, metadata: dict[str, Any], data: Optiona
         keep = _spaced(array.shape[0], max_windows)
         return array[keep].astype(np.float32), None, f"{len(keep)} windows of {path}"
 
-    splits = ("all",) if data is not None else _SPLITS
+    # another file: all its windows; the training file itself (whose "all" evaluate
+    # refuses, to keep training windows out of scores) or none: the run's splits
+    splits = (("all",) if data is not None else ()) + _SPLITS
     failures = []
     for split in splits:
         try:
