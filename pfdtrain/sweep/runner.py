@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -96,7 +97,10 @@ def _run_trial(study: Any, spec: SweepSpec, out: Path, worker: WorkerLock,
 
     from pfdtrain.pipeline import run_training
 
-    trial = study.ask()
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for Study.optimize: this loop runs them itself
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask()
     trial.set_user_attr("worker", worker.record())
     # A fresh sampler per trial, seeded from the trial number (see SweepSpec.make_sampler).
     study.sampler = spec.make_sampler(trial.number)

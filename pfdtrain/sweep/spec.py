@@ -416,3 +416,19 @@ def load_spec(path: Path) -> SweepSpec:
     except yaml.YAMLError as exc:
         raise SweepError(f"sweep spec {path} is not valid YAML: {exc}") from None
     return parse_spec(raw, spec_dir=path.parent, where=str(path), path=path)
+
+
+def registries_markdown() -> str:
+    """The README's table of ``pruner:`` and ``sampler:`` names, from :data:`PRUNERS` and
+    :data:`SAMPLERS`.
+
+    Example:
+        >>> print(registries_markdown().splitlines()[0])
+        | spec key | name | what | options |
+    """
+    lines = ["| spec key | name | what | options |", "| --- | --- | --- | --- |"]
+    for key, registry in (("pruner", PRUNERS), ("sampler", SAMPLERS)):
+        for name, choice in registry.items():
+            options = ", ".join(f"`{o}`" for o in choice.options) or "—"
+            lines.append(f"| `{key}:` | `{name}` | {choice.what} | {options} |")
+    return "\n".join(lines)

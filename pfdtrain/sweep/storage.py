@@ -63,6 +63,21 @@ def journal_path(storage: Optional[str], out: Path) -> Path:
     return Path(storage) if storage is not None else Path(out) / JOURNAL_FILE
 
 
+def driver_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver pfdtrain installs named, when the URL names none.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; pfdtrain depends on psycopg2
+    (``psycopg2-binary``), so a bare URL uses it unless psycopg 3 is installed.
+    """
+    import importlib.util
+
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
 def open_storage(storage: Optional[str], out: Path, create: bool = True) -> Any:
     """The Optuna storage ``storage`` names (default: the journal file under ``out``).
 
@@ -97,13 +112,14 @@ def open_storage(storage: Optional[str], out: Path, create: bool = True) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeat options are flagged experimental
-            return optuna.storages.RDBStorage(str(storage), engine_kwargs=engine_kwargs,
+            return optuna.storages.RDBStorage(driver_url(str(storage)), engine_kwargs=engine_kwargs,
                                               heartbeat_interval=HEARTBEAT_INTERVAL,
                                               grace_period=GRACE_PERIOD)
     except ImportError as exc:
-        raise SweepError(f"storage {shown}: the database driver is not installed ({exc}); "
-                         f"install it (PostgreSQL's, psycopg2-binary, comes with pfdtrain)"
-                         ) from None
+        cause = exc.__cause__ or exc
+        raise SweepError(f"storage {shown}: the database driver is not installed ({cause}); "
+                         f"install it, or name an installed one in the URL (pfdtrain comes "
+                         f"with psycopg2 for postgresql+psycopg2://)") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors, told as one line
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
         name = type(exc).__name__
