@@ -64,7 +64,12 @@ def _worker(spec: Path, cwd: Path, *args: str) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a hung worker must not outlive the test
+        out, err = proc.communicate()
+        raise AssertionError(f"worker still running after {timeout} s: {err[-3000:]}") from None
     assert proc.returncode == 0, err[-3000:]
     return out
 

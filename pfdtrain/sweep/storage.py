@@ -63,6 +63,39 @@ def journal_path(storage: Optional[str], out: Path) -> Path:
     return Path(storage) if storage is not None else Path(out) / JOURNAL_FILE
 
 
+class FlockJournalLock:
+    """The journal file's write lock as an OS ``flock`` on ``<journal>.flock``.
+
+    Optuna's default lock is a symlink that a worker killed while appending leaves behind;
+    the others then wait out a grace period (forever, when the journal path is relative: the
+    stale-lock check follows the link and never finds its target). The kernel releases a
+    ``flock`` when its holder dies, however it dies. Like the journal file itself, it
+    serves the processes of one machine.
+
+    Args:
+        journal: the journal file.
+
+    Example:
+        >>> JournalFileBackend(str(path.resolve()), lock_obj=FlockJournalLock(path))
+    """
+
+    def __init__(self, journal: Path) -> None:
+        self.path = Path(str(journal) + ".flock").resolve()
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder releases it or dies
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+
 def driver_url(url: str) -> str:
     """``url`` with the PostgreSQL driver pfdtrain installs named, when the URL names none.
 
@@ -99,7 +132,8 @@ def open_storage(storage: Optional[str], out: Path, create: bool = True) -> Any:
                              f"the sweep ran with")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            backend = optuna.storages.journal.JournalFileBackend(str(path))
+            backend = optuna.storages.journal.JournalFileBackend(
+                str(path.resolve()), lock_obj=FlockJournalLock(path))
         except OSError as exc:
             raise output_error(exc, path) from None
         return optuna.storages.JournalStorage(backend)
