@@ -94,6 +94,8 @@ BAD_SPECS = [
     ({"optimizer": {"type": "float", "low": 0.1, "high": 0.2}}, "must be a mapping"),
     ({"model.dropout": {"type": "float", "low": 0.0, "hi": 0.5}}, "Did you mean 'high'"),
     ({"name": {"type": "categorical", "choices": ["a", "b"]}}, "the sweep sets name itself"),
+    ({"model.params.base_chanels": {"type": "int", "low": 4, "high": 8}},
+     "Did you mean 'base_channels'"),
 ]
 
 

@@ -310,6 +310,24 @@ def _parse_param(key: str, raw: Any, base: TrainingConfig, where: str) -> Param:
     return param
 
 
+def _check_model_params(space: dict[str, Param], base: TrainingConfig, where: str) -> None:
+    """``model.params.X`` is free-form in the config: check X against the model's constructor
+    now, not after three failed trials (skipped when ``model.name`` itself is swept)."""
+    if "model.name" in space:
+        return
+    from pfdtrain.models import get_model_class
+    from pfdtrain.utils.naming import keyword_parameters
+
+    accepted = [p for p in keyword_parameters(get_model_class(base.model.name))
+                if p not in ("num_classes", "in_channels", "dropout")]
+    for key in space:
+        parts = key.split(".")
+        if parts[:2] == ["model", "params"] and len(parts) == 3 and parts[2] not in accepted:
+            raise SweepError(f"{where}: space: {key!r}: model {base.model.name!r} takes no "
+                             f"parameter {parts[2]!r}; its parameters: {', '.join(accepted)}."
+                             f"{did_you_mean(parts[2], accepted)}")
+
+
 def _is_leaf(data: dict, key: str) -> bool:
     node: Any = data
     for part in key.split("."):
@@ -377,6 +395,7 @@ def parse_spec(raw: Any, spec_dir: Path = Path("."), where: str = "the sweep spe
                          f"e.g. space: {{optimizer.lr: {{type: float, low: 1.0e-4, high: "
                          f"1.0e-2, log: true}}}}")
     space = {str(k): _parse_param(str(k), v, base, where) for k, v in space_raw.items()}
+    _check_model_params(space, base, where)
     metric = raw.get("metric", "val_acc")
     if not isinstance(metric, str) or not metric:
         raise SweepError(f"{where}: metric must be a history key such as val_acc, got "

@@ -241,7 +241,9 @@ def fail_dead_trials(study: Any, worker: WorkerLock) -> list[int]:
     from optuna.trial import TrialState
 
     if heartbeat_enabled(study._storage):
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # flagged experimental since Optuna 2.9
+            optuna.storages.fail_stale_trials(study)
     failed = []
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
