@@ -74,6 +74,18 @@ def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
     return out
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process trials train on one thread, like the worker processes: on a busy 2-core
+    machine two OpenMP threads per tiny batch spend most of their time waiting for a core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "shared-data"  # the tiny tests' shared data
