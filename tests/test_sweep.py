@@ -23,7 +23,8 @@ import yaml
 from pfdtrain.cli import main
 from pfdtrain.config.training_config import TrainingConfig
 from pfdtrain.sweep.runner import run_sweep, trial_value
-from pfdtrain.sweep.spec import PRUNERS, SAMPLERS, SweepError, parse_spec, registries_markdown
+from pfdtrain.sweep.spec import (PRUNERS, SAMPLERS, SweepError, load_spec, parse_spec,
+                                 registries_markdown)
 from pfdtrain.sweep.storage import driver_url
 from tests.helpers import TINY_CLI_CONFIG
 
@@ -152,6 +153,21 @@ def test_a_valid_spec_applies_values_like_set(tmp_path):
     assert spec.space["data.batch_size"].type == "categorical"
     # a seed is offset by the trial number: two workers never repeat each other's draws
     assert spec.make_sampler(3) is not spec.make_sampler(3)
+
+
+def test_the_documented_specs_are_valid():
+    """The README's spec (its base: relative to recipes/) and the shipped example."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Hyperparameter sweeps"):]
+    block = section[section.index("```yaml\n") + 8:section.index("\n```", section.index("```yaml"))]
+    spec = parse_spec(yaml.safe_load(block), spec_dir=REPO / "recipes")
+    assert spec.base.num_epochs == 8 and spec.base.checkpoint.monitor == "val_loss"
+    assert list(spec.space) == ["optimizer.lr", "model.dropout", "data.batch_size",
+                                "model.params.base_channels"]
+    assert load_spec(REPO / "recipes" / "sweep-example.yaml").sampler == ("tpe", {"seed": 0})
+    halving = parse_spec({"pruner": {"name": "successive_halving", "reduction_factor": 3},
+                          "space": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}})
+    assert type(halving.make_pruner()).__name__ == "SuccessiveHalvingPruner"
 
 
 def test_trial_value_is_the_best_epoch_in_the_direction():
