@@ -205,6 +205,10 @@ def test_cli_bad_input_is_one_error_line(tmp_path, capsys, cache):
     run_sweep(spec, trials=1, out=tmp_path / "o", echo=lambda line: None)
     assert "no study named 'other'" in error(str(spec), "--summary", "--study", "other",
                                              "--storage", str(tmp_path / "o" / "study.journal"))
+    # a new study (the journal removed) never trains into the old study's run folders
+    (tmp_path / "o" / "study.journal").rename(tmp_path / "old.journal")
+    assert "already holds a run" in error(str(spec), "--out", str(tmp_path / "o"))
+    (tmp_path / "old.journal").replace(tmp_path / "o" / "study.journal")
     # the study remembers its space: a changed spec does not mix its trials in
     changed = _write_spec(tmp_path, cache, epochs=1, space={"model.dropout": {"type": "float",
                                                                     "low": 0.0, "high": 0.4}})

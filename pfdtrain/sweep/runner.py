@@ -106,6 +106,13 @@ def _run_trial(study: Any, spec: SweepSpec, out: Path, worker: WorkerLock,
     study.sampler = spec.make_sampler(trial.number)
     run_dir = out / "runs" / f"trial-{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir))
+    if (run_dir / "config.yaml").exists():
+        # Trial numbers restart with a new study: this folder is another study's trial.
+        study.tell(trial, state=TrialState.FAIL)
+        raise SweepError(f"{run_dir} already holds a run, but trial {trial.number} of study "
+                         f"{study.study_name!r} is new: the folder belongs to another study "
+                         f"(was its study.journal removed, or --storage/--study changed?). Use "
+                         f"another --out, or move {out / 'runs'} away")
     started = time.perf_counter()
     pruning = OptunaPruningCallback(trial, spec.metric)
     try:
