@@ -151,8 +151,16 @@ def test_a_valid_spec_applies_values_like_set(tmp_path):
     assert (config.num_epochs, config.optimizer.lr, config.optimizer.weight_decay) == (7, 3e-3, 0)
     assert config.model.params == {"base_channels": 8} and config.data.batch_size == 32
     assert spec.space["data.batch_size"].type == "categorical"
-    # a seed is offset by the trial number: two workers never repeat each other's draws
-    assert spec.make_sampler(3) is not spec.make_sampler(3)
+    # a seed is offset by the trial number: trial k draws the same values whichever worker
+    # runs it, and two trials never repeat each other's draws
+    seeded = parse_spec({"sampler": {"name": "random", "seed": 5},
+                         "space": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}})
+
+    def draw(number: int) -> float:
+        trial = optuna.create_study(sampler=seeded.make_sampler(number)).ask()
+        return seeded.space["model.dropout"].suggest(trial)
+
+    assert draw(3) == draw(3) != draw(4)
 
 
 def test_the_documented_specs_are_valid():
