@@ -57,7 +57,16 @@ def _random(**kwargs: Any) -> Any:
 
 @dataclass(frozen=True)
 class Choice:
-    """A registry entry: how to build it, what it does, the options it takes."""
+    """A registry entry of :data:`PRUNERS` or :data:`SAMPLERS`.
+
+    Args:
+        build: makes the Optuna object from the spec's options.
+        what: one line for the help, the README table and errors.
+        options: the option names the spec may give (others are refused by name).
+
+    Example:
+        >>> PRUNERS["median"].build(n_startup_trials=2)
+    """
 
     build: Callable[..., Any]
     what: str
