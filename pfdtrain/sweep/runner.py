@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -231,10 +232,11 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sweep", help="hyperparameter search (Optuna): trials are ordinary run folders",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Search the spec's space over any config key; each trial is a run folder "
-                    "under <out>/runs. Start the same command in several processes or on "
-                    "several machines (--storage URL) to share one study. Trial value: the "
-                    "best value of the spec's metric over the run's epochs.\n\npruners:\n"
+        description=textwrap.fill(
+            "Search the spec's space over any config key; each trial is a run folder under "
+            "<out>/runs. Start the same command in several processes or on several machines "
+            "(--storage URL) to share one study. Trial value: the best value of the spec's "
+            "metric over the run's epochs.", width=88) + "\n\npruners:\n"
                     + "\n".join(f"  {k:<20} {v.what}" for k, v in PRUNERS.items())
                     + "\n\nsamplers:\n"
                     + "\n".join(f"  {k:<20} {v.what}" for k, v in SAMPLERS.items()))
