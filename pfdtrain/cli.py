@@ -12,6 +12,7 @@
                     [--quantize int8] [--out FILE]
     pfdtrain data import --manifest recordings.csv --out data/mine.h5
     pfdtrain benchmark cwru-loads --root DIR [--seeds 0 1 2] [--methods ...] [--out DIR]
+    pfdtrain sweep SPEC.yaml [--trials N] [--storage URL] [--study NAME] [--summary]
     pfdtrain dashboard [runs/] [--host 127.0.0.1] [--port 8765] [--benchmarks DIR]
     pfdtrain config                      # the full default config, commented
 """
@@ -145,12 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     from pfdtrain.evaluation.evaluate import add_evaluate_parser
     from pfdtrain.evaluation.predict import add_predict_parser
     from pfdtrain.export.exporter import add_export_parser
+    from pfdtrain.sweep.runner import add_sweep_parser
 
     add_evaluate_parser(sub)
     add_predict_parser(sub)
     add_export_parser(sub)
     add_data_parser(sub)
     add_benchmark_parser(sub)
+    add_sweep_parser(sub)
     add_dashboard_parser(sub)
 
     config = sub.add_parser("config", help="print the full configuration, commented")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -135,8 +135,12 @@ def build_criterion(config: TrainingConfig, data: DataBundle
 
 def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device,
                   run_dir: Optional[Path] = None, progress_bar: Optional[bool] = None,
-                  ctx: Optional[DistributedContext] = None) -> CNNTrainer:
+                  ctx: Optional[DistributedContext] = None,
+                  extra_callbacks: Sequence[Callback] = ()) -> CNNTrainer:
     """Model, optimizer, scheduler, loss, callbacks and the trainer the config names.
+
+    ``extra_callbacks`` run after the standard set (e.g. a sweep's pruning callback, which
+    may stop the run after an epoch like early stopping does).
 
     Under DDP the trainer gets the model wrapped in ``DistributedDataParallel``; callbacks
     and checkpoints keep using the unwrapped one.
@@ -147,6 +151,7 @@ def build_trainer(config: TrainingConfig, data: DataBundle, device: torch.device
     steps = optimizer_steps_per_epoch(len(data.train_loader), config.gradient_accumulation_steps)
     scheduler = create_scheduler(optimizer, config.scheduler, config.num_epochs, steps)
     callbacks = build_callbacks(config, model, optimizer, run_dir, data.val_loader is not None)
+    callbacks += list(extra_callbacks)
     trainer_cls = trainer_class(config.trainer)
     trainer_cls.check_config(config)
     _check_transform_and_physics(config)
@@ -205,7 +210,8 @@ def _amp_dtype(name: str) -> Optional[torch.dtype]:
 
 
 def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
-                 resume_dir: Optional[Path] = None, quiet: bool = False) -> RunResult:
+                 resume_dir: Optional[Path] = None, quiet: bool = False,
+                 extra_callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train as configured, evaluate once on the test split, write the run folder.
 
     The run folder holds ``config.yaml``, ``history.json``, ``test_metrics.json``,
@@ -217,7 +223,8 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
     Nothing is written into a new run folder before the config, the data and the model
     set-up are validated; from then on the folder is locked against a second process.
     With ``quiet`` the console shows warnings and errors only (``train.log`` keeps every
-    line): a benchmark prints one progress line per run instead.
+    line): a benchmark prints one progress line per run instead. ``extra_callbacks`` join
+    the standard callbacks of the config (``pfdtrain sweep`` passes its pruning callback).
     """
     started = time.perf_counter()
     dc = config.distributed
@@ -245,7 +252,7 @@ def run_training(config: TrainingConfig, progress_bar: Optional[bool] = None,
                 f"{len(data.test_loader.dataset) if data.test_loader else 0} test windows of "
                 f"{data.input_length} samples at {data.sampling_rate:g} Hz)")
     trainer = build_trainer(config, data, device, run_dir if ctx.is_main else None,
-                            progress_bar if ctx.is_main else False, ctx)
+                            progress_bar if ctx.is_main else False, ctx, extra_callbacks)
 
     lock = RunFolderLock(run_dir) if ctx.is_main else None
     try:

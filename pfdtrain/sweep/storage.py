@@ -1,0 +1,314 @@
+"""Where a study lives, and how a trial whose worker died is found and failed.
+
+* No ``--storage``: an Optuna journal file, ``<out>/study.journal``. Every process on one
+  machine that opens it joins the same study (appends are serialised by a file lock).
+* ``--storage URL``: any Optuna RDB URL (``postgresql://user:pass@host/db``,
+  ``sqlite:///file.db``), so workers on many machines share one study; a path without
+  ``://`` names a journal file.
+
+A worker holds an exclusive ``flock`` on ``<out>/workers/<worker id>.lock`` for its whole
+life and records that file, its host and PID in every trial it runs. The kernel releases
+the lock when the process ends in any way (SIGKILL included), so a RUNNING trial whose
+worker's lock is free on this host belongs to a dead worker: the next worker to look marks
+it FAILED (finished trials are counted; a failed one is not, so it is never counted twice).
+On RDB storage, trials of other hosts are covered by Optuna's heartbeat: a trial with no
+heartbeat for :data:`GRACE_PERIOD` seconds is failed by the next worker that checks.
+
+Example:
+    >>> storage = open_storage(None, Path("sweeps/lr"))
+    >>> with WorkerLock(Path("sweeps/lr/workers")) as worker:
+    ...     fail_dead_trials(study, worker)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from pfdtrain.errors import output_error
+from pfdtrain.sweep.spec import SweepError
+
+try:  # POSIX; Windows has no flock
+    import fcntl
+except ImportError:  # pragma: no cover - exercised only on Windows
+    fcntl = None  # type: ignore[assignment]
+
+JOURNAL_FILE = "study.journal"
+HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats (RDB storage)
+GRACE_PERIOD = 90        # seconds without a heartbeat before a trial counts as dead
+# A trial is created before its worker records itself in it; one that stays unclaimed this
+# long was created by a worker that died in between.
+UNCLAIMED_GRACE = 120
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
+        return url
+
+
+def is_rdb_url(storage: Optional[str]) -> bool:
+    return storage is not None and "://" in storage
+
+
+def journal_path(storage: Optional[str], out: Path) -> Path:
+    return Path(storage) if storage is not None else Path(out) / JOURNAL_FILE
+
+
+class FlockJournalLock:
+    """The journal file's write lock as an OS ``flock`` on ``<journal>.flock``.
+
+    Optuna's default lock is a symlink that a worker killed while appending leaves behind;
+    the others then wait out a grace period (forever, when the journal path is relative: the
+    stale-lock check follows the link and never finds its target). The kernel releases a
+    ``flock`` when its holder dies, however it dies. Like the journal file itself, it
+    serves the processes of one machine.
+
+    Args:
+        journal: the journal file.
+
+    Example:
+        >>> JournalFileBackend(str(path.resolve()), lock_obj=FlockJournalLock(path))
+    """
+
+    def __init__(self, journal: Path) -> None:
+        self.path = Path(str(journal) + ".flock").resolve()
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder releases it or dies
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+
+def driver_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver pfdtrain installs named, when the URL names none.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; pfdtrain depends on psycopg2
+    (``psycopg2-binary``), so a bare URL uses it unless psycopg 3 is installed.
+    """
+    import importlib.util
+
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def open_storage(storage: Optional[str], out: Path, create: bool = True) -> Any:
+    """The Optuna storage ``storage`` names (default: the journal file under ``out``).
+
+    Args:
+        storage: an RDB URL, a journal file path, or None for ``<out>/study.journal``.
+        out: the sweep's output folder.
+        create: make the journal file when missing (``--summary`` only reads).
+
+    Raises:
+        SweepError: a URL that cannot be used or reached, or a missing journal when reading.
+    """
+    import optuna
+
+    if not is_rdb_url(storage):
+        path = journal_path(storage, out)
+        if not create and not path.is_file():
+            raise SweepError(f"no study file {path}: nothing has been swept there yet. Run "
+                             f"`pfdtrain sweep SPEC` first, or pass the --out/--study/--storage "
+                             f"the sweep ran with")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(
+                str(path.resolve()), lock_obj=FlockJournalLock(path))
+        except OSError as exc:
+            raise output_error(exc, path) from None
+        return optuna.storages.JournalStorage(backend)
+    shown = _hide_password(str(storage))
+    scheme = str(storage).split("://", 1)[0]
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if scheme.startswith("postgresql"):
+        # an unreachable host fails in seconds instead of the OS's minutes-long TCP timeout
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat options are flagged experimental
+            return optuna.storages.RDBStorage(driver_url(str(storage)), engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=HEARTBEAT_INTERVAL,
+                                              grace_period=GRACE_PERIOD)
+    except ImportError as exc:
+        cause = exc.__cause__ or exc
+        raise SweepError(f"storage {shown}: the database driver is not installed ({cause}); "
+                         f"install it, or name an installed one in the URL (pfdtrain comes "
+                         f"with psycopg2 for postgresql+psycopg2://)") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors, told as one line
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        name = type(exc).__name__
+        if name in ("ArgumentError", "NoSuchModuleError"):
+            raise SweepError(f"storage {shown} is not a database URL Optuna can use ({reason}); "
+                             f"give e.g. postgresql://USER:PASSWORD@HOST:5432/DB or "
+                             f"sqlite:///study.db, or a journal file path, or omit --storage "
+                             f"for <out>/study.journal") from None
+        raise SweepError(f"storage {shown} cannot be reached ({name}: {reason[:300]}); check "
+                         f"that the server runs and accepts connections at that host and port, "
+                         f"and that the user, password and database exist") from None
+
+
+class WorkerLock:
+    """This worker's liveness token: an exclusive lock on ``<folder>/<id>.lock``.
+
+    Args:
+        folder: where workers' lock files live (``<out>/workers``).
+
+    Example:
+        >>> with WorkerLock(Path("sweeps/lr/workers")) as worker:
+        ...     trial.set_user_attr("worker", worker.record())
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.path = self.folder / f"{self.id}.lock"
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "WorkerLock":
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise output_error(exc, self.path) from None
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+            self.path.unlink(missing_ok=True)
+
+    def record(self) -> dict:
+        """What a trial stores so that other workers can tell whether this one lives."""
+        return {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+                "lock": str(self.path.resolve())}
+
+
+def _lock_is_free(path: str) -> bool:
+    """Whether no live process holds ``path``'s flock (a missing file: its worker ended)."""
+    if fcntl is None:  # pragma: no cover - no flock: liveness unknown, keep the trial
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def heartbeat_enabled(storage: Any) -> bool:
+    """Whether ``storage`` records trial heartbeats (RDB storage opened by :func:`open_storage`)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+def fail_dead_trials(study: Any, worker: WorkerLock) -> list[int]:
+    """Mark FAILED every RUNNING trial whose worker is gone; the numbers failed.
+
+    On this host a worker is gone when its lock is free; on RDB storage Optuna's heartbeat
+    check also fails trials of dead workers on other hosts.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if heartbeat_enabled(study._storage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # flagged experimental since Optuna 2.9
+            optuna.storages.fail_stale_trials(study)
+    failed = []
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker")
+        if owner is None:
+            started = trial.datetime_start
+            if started is None or (datetime.now() - started).total_seconds() < UNCLAIMED_GRACE:
+                continue  # just created by a live worker that is about to claim it
+            reason = "its worker ended before recording itself in the trial"
+        elif owner.get("host") != host or owner.get("id") == worker.id:
+            continue  # another machine's trial: the RDB heartbeat covers it
+        elif _lock_is_free(owner["lock"]):
+            reason = (f"its worker (PID {owner.get('pid')} on {owner.get('host')}) ended "
+                      f"mid-trial (killed or crashed)")
+        else:
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "failure",
+                                               f"{reason}; marked failed by worker {worker.id}")
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        except (RuntimeError, ValueError):
+            continue  # another worker failed it first
+        failed.append(trial.number)
+    return failed
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat in RDB storage every :data:`HEARTBEAT_INTERVAL` s.
+
+    Optuna's ``optimize`` runs the same thread; a sweep asks and tells trials itself, so it
+    runs its own. A no-op on storages without heartbeats (the journal file).
+
+    Args:
+        study: the study.
+        trial: the running ``optuna.Trial``.
+
+    Example:
+        >>> with Heartbeat(study, trial):
+        ...     run_training(config)
+    """
+
+    def __init__(self, study: Any, trial: Any) -> None:
+        self.storage = study._storage
+        self.trial_id = trial._trial_id  # Optuna's own heartbeat thread is keyed by this id
+        self.enabled = heartbeat_enabled(self.storage)
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat only shortens the grace
+                pass
+            if self._stop.wait(HEARTBEAT_INTERVAL):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        if self.enabled:
+            self._thread = threading.Thread(target=self._beat, daemon=True,
+                                            name="sweep-heartbeat")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
