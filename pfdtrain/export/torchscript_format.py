@@ -71,6 +71,15 @@ class TorchScriptFormat:
             json.dump(dict(props), handle, indent=2)
             handle.write("\n")
 
+    def quantize_plans(self, kind: str) -> list[str]:
+        """None: TorchScript exports are not quantized (``quantizations`` is empty)."""
+        return []
+
+    def quantize(self, source: Path, target: Path, kind: str, plan: str) -> str:
+        """Never called (no ``quantize_plans``); refuses, naming the format that quantizes."""
+        raise EvaluationError("TorchScript exports are not quantized; use --format onnx "
+                              "--quantize int8")
+
     def runner(self, path: Path, threads: Optional[int] = None
                ) -> Callable[[np.ndarray], np.ndarray]:
         """float32 ``[N, C, L]`` -> logits, by the traced module at ``path`` on the CPU."""
