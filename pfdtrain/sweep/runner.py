@@ -13,8 +13,11 @@ through :class:`~pfdtrain.sweep.pruning.OptunaPruningCallback`.
 
 Several workers (processes on one machine sharing the default journal file, or machines
 sharing an RDB URL) run one study: a worker starts a new trial only while the finished
-(complete + pruned) and running trials are fewer than the requested count, so ``--trials N``
-means N finished trials in all, however many workers run, none run twice. A worker killed
+(complete + pruned) and running trials are fewer than the requested count, and a trial it
+asks for is run only when fewer than N complete, pruned or running trials have lower numbers
+(:func:`admitted`: two workers that start together cannot both take the last place), so
+``--trials N`` means N finished trials in all, however many workers run, none run twice.
+A worker killed
 mid-trial leaves its trial RUNNING; the next worker to look marks it FAILED
 (:mod:`pfdtrain.sweep.storage`) and the study goes on without counting it.
 
@@ -36,8 +39,8 @@ from typing import Any, Callable, Optional
 from pfdtrain.errors import PfdtrainError
 from pfdtrain.sweep.pruning import OptunaPruningCallback
 from pfdtrain.sweep.spec import PRUNERS, SAMPLERS, SweepError, SweepSpec, load_spec
-from pfdtrain.sweep.storage import (Heartbeat, WorkerLock, fail_dead_trials, is_rdb_url,
-                                    journal_path, open_storage)
+from pfdtrain.sweep.storage import (Heartbeat, WorkerLock, fail_dead_trials, hide_password,
+                                    is_rdb_url, journal_path, open_storage)
 from pfdtrain.sweep.summary import summarise
 
 # Seconds a worker with nothing to start waits before looking again (the other workers'
@@ -47,6 +50,8 @@ POLL_SECONDS = 1.0
 # configuration, not with one.
 MAX_CONSECUTIVE_FAILURES = 3
 SPEC_ATTR = "pfdtrain_spec"
+# How the error for a changed spec names the keys of SweepSpec.identity()
+IDENTITY_NAMES = {"config": "base config (base:/config: with set:)"}
 
 
 def trial_value(history: dict[str, list[float]], metric: str, direction: str) -> float:
@@ -82,8 +87,10 @@ def _load_study(spec: SweepSpec, storage: Any, name: str, create: bool) -> Any:
     mine = spec.identity()
     if recorded is None and create:
         study.set_user_attr(SPEC_ATTR, mine)
-    elif recorded is not None and recorded != mine:
-        changed = [k for k in mine if recorded.get(k) != mine[k]]
+    elif recorded is not None and any(recorded[k] != mine[k] for k in mine if k in recorded):
+        # (a study recorded before a key was added is checked on the keys it has)
+        changed = [IDENTITY_NAMES.get(k, k) for k in mine
+                   if k in recorded and recorded[k] != mine[k]]
         raise SweepError(f"study {name!r} was created with another {' and '.join(changed)} "
                          f"than this spec has; its trials are not comparable with new ones. "
                          f"Use --study NEW_NAME (or another --out) for the changed spec, or "
@@ -91,10 +98,26 @@ def _load_study(spec: SweepSpec, storage: Any, name: str, create: bool) -> Any:
     return study
 
 
-def _run_trial(study: Any, spec: SweepSpec, out: Path, worker: WorkerLock,
-               echo: Callable[[str], Any], target: int) -> str:
-    """Ask, train and tell one trial; its final state's name."""
+def admitted(study: Any, number: int, target: int) -> bool:
+    """Whether trial ``number``, just asked, fits in the study's ``target`` trials.
+
+    Workers check the counts before ``ask()``, but two that check together both see room
+    for one more. The storage numbers trials one at a time, so the trial with the lower
+    number wins: this one is admitted when fewer than ``target`` trials with lower numbers
+    are complete, pruned or running.
+    """
     from optuna.trial import TrialState
+
+    ahead = [t for t in study.get_trials(deepcopy=False, states=(
+        TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)) if t.number < number]
+    return len(ahead) < target
+
+
+def _run_trial(study: Any, storage: Any, spec: SweepSpec, out: Path, worker: WorkerLock,
+               echo: Callable[[str], Any], target: int) -> str:
+    """Ask, train and tell one trial; its final state's name (``SURPLUS``: a trial beyond
+    ``target`` that was ended unrun; ``ENDED``: another worker ended it while it ran)."""
+    import optuna
 
     from pfdtrain.pipeline import run_training
 
@@ -102,59 +125,106 @@ def _run_trial(study: Any, spec: SweepSpec, out: Path, worker: WorkerLock,
         # Optuna warns that heartbeats are meant for Study.optimize: this loop runs them itself
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trial = study.ask()
+    # Beat from the start: Optuna's stale-trial check skips trials that never beat.
+    with Heartbeat(storage, study, trial):
+        try:
+            return _train_trial(study, trial, spec, out, worker, echo, target, run_training)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker marked it failed (it took this worker for dead): the study
+            # already goes on without it.
+            echo(f"trial {trial.number} was ended by another worker while it ran; it is not "
+                 f"counted, going on")
+            return "ENDED"
+
+
+def _train_trial(study: Any, trial: Any, spec: SweepSpec, out: Path, worker: WorkerLock,
+                 echo: Callable[[str], Any], target: int, run_training: Callable) -> str:
+    from optuna.trial import TrialState
+
     trial.set_user_attr("worker", worker.record())
+    if not admitted(study, trial.number, target):
+        # Another worker started the last trial at the same moment: end this one unrun. It
+        # is no failure (not counted, not in the table) and gets no run folder.
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        return "SURPLUS"
     # A fresh sampler per trial, seeded from the trial number (see SweepSpec.make_sampler).
+    # Swapping it after ask() still applies to this trial: Optuna samples lazily, when
+    # suggest_* asks for a value, not in ask().
     study.sampler = spec.make_sampler(trial.number)
     run_dir = out / "runs" / f"trial-{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir))
     if (run_dir / "config.yaml").exists():
         # Trial numbers restart with a new study: this folder is another study's trial.
-        study.tell(trial, state=TrialState.FAIL)
-        raise SweepError(f"{run_dir} already holds a run, but trial {trial.number} of study "
-                         f"{study.study_name!r} is new: the folder belongs to another study "
-                         f"(was its study.journal removed, or --storage/--study changed?). Use "
-                         f"another --out, or move {out / 'runs'} away")
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise _foreign_runs(run_dir, trial.number, study.study_name, out)
     started = time.perf_counter()
     pruning = OptunaPruningCallback(trial, spec.metric)
     try:
         params = {key: param.suggest(trial) for key, param in spec.space.items()}
         config = spec.config_for(params, name=run_dir.name, output_dir=str(run_dir.parent))
-        with Heartbeat(study, trial):
-            result = run_training(config, progress_bar=False, quiet=True,
-                                  extra_callbacks=[pruning])
+        result = run_training(config, progress_bar=False, quiet=True, extra_callbacks=[pruning])
     except SweepError:
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     except PfdtrainError as exc:
         # This configuration cannot train (e.g. a combination the config refuses): the
         # trial fails with the reason and the study goes on with others.
         trial.set_user_attr("failure", str(exc)[:1000])
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         echo(f"trial {trial.number} failed: {exc}")
         return "FAIL"
-    except BaseException:
-        study.tell(trial, state=TrialState.FAIL)  # Ctrl-C or a bug: recorded, then raised
+    except BaseException as exc:
+        if not _ended_elsewhere(exc):
+            # Ctrl-C or a bug: recorded, then raised
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     value = trial_value(result.history, spec.metric, spec.direction)
     seconds = time.perf_counter() - started
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in params.items())
     if pruning.pruned_epoch is not None:
-        study.tell(trial, state=TrialState.PRUNED)
+        trial.set_user_attr("pruned_after_epoch", pruning.pruned_epoch + 1)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         what = f"pruned after epoch {pruning.pruned_epoch + 1}"
         state = "PRUNED"
     elif math.isnan(value):
         trial.set_user_attr("failure", f"{spec.metric} was NaN in every epoch")
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         what, state = f"failed: {spec.metric} was NaN in every epoch", "FAIL"
     else:
-        study.tell(trial, value)
+        study.tell(trial, value, skip_if_finished=True)
         what, state = "complete", "COMPLETE"
     finished = len(study.get_trials(deepcopy=False,
                                     states=(TrialState.COMPLETE, TrialState.PRUNED)))
     echo(f"[{finished}/{target}] trial {trial.number} {what}: best {spec.metric} "
          f"{value:.4f} ({shown}) in {seconds:.0f} s; {run_dir}")
     return state
+
+
+def _ended_elsewhere(exc: BaseException) -> bool:
+    import optuna
+    return isinstance(exc, optuna.exceptions.UpdateFinishedTrialError)
+
+
+def _foreign_runs(run_dir: Path, number: int, study_name: str, out: Path) -> SweepError:
+    return SweepError(f"{run_dir} already holds a run, but trial {number} of study "
+                      f"{study_name!r} is new: the folder belongs to another study (was its "
+                      f"study.journal removed, or --storage/--study changed?). Use another "
+                      f"--out, or move {out / 'runs'} away")
+
+
+def _storage_errors() -> tuple[type, ...]:
+    """The exceptions a storage raises when it fails mid-sweep (connection lost, locked)."""
+    import optuna
+
+    errors: list[type] = [optuna.exceptions.StorageInternalError]
+    try:
+        from sqlalchemy.exc import OperationalError
+        errors.append(OperationalError)
+    except ImportError:  # pragma: no cover - Optuna depends on SQLAlchemy
+        pass
+    return tuple(errors)
 
 
 def run_sweep(spec_path: Path, *, trials: Optional[int] = None, storage: Optional[str] = None,
@@ -179,7 +249,6 @@ def run_sweep(spec_path: Path, *, trials: Optional[int] = None, storage: Optiona
         SweepError: a bad spec, storage or study, or a metric the runs do not log.
     """
     import optuna
-    from optuna.trial import TrialState
 
     spec = load_spec(Path(spec_path))
     name = study_name or Path(spec_path).name.rsplit(".", 1)[0]
@@ -189,16 +258,39 @@ def run_sweep(spec_path: Path, *, trials: Optional[int] = None, storage: Optiona
         raise SweepError(f"--trials must be >= 1, got {target}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     backend = open_storage(storage, out, create=not summary_only)
+    try:
+        return _sweep(spec, spec_path, backend, name, out, target, storage, summary_only, echo)
+    except _storage_errors() as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        where = storage if is_rdb_url(storage) else journal_path(storage, out)
+        raise SweepError(f"the study's storage {_shown(where)} failed mid-sweep "
+                         f"({type(exc).__name__}: {reason}); the finished trials are kept: "
+                         f"rerun the same command to continue") from None
+
+
+def _shown(where: Any) -> str:
+    return hide_password(str(where))
+
+
+def _sweep(spec: SweepSpec, spec_path: Path, backend: Any, name: str, out: Path, target: int,
+           storage: Optional[str], summary_only: bool, echo: Callable[[str], Any]) -> dict:
+    from optuna.trial import TrialState
+
     study = _load_study(spec, backend, name, create=not summary_only)
     if summary_only:
         return summarise(study, spec, out, echo)
+    if not study.get_trials(deepcopy=False) and (out / "runs" / "trial-0000" / "config.yaml"
+                                                 ).exists():
+        # A new study would number its first trial 0: refused before it creates one.
+        raise _foreign_runs(out / "runs" / "trial-0000", 0, name, out)
     where = storage if is_rdb_url(storage) else journal_path(storage, out)
     echo(f"sweep {name}: {target} trials of {spec.metric} ({spec.direction}), pruner "
-         f"{spec.pruner[0]}, sampler {spec.sampler[0]}; study in {where}, runs in {out / 'runs'}")
+         f"{spec.pruner[0]}, sampler {spec.sampler[0]}; study in {_shown(where)}, runs in "
+         f"{out / 'runs'}")
     failures = 0
     with WorkerLock(out / "workers") as worker:
         while True:
-            for number in fail_dead_trials(study, worker):
+            for number in fail_dead_trials(study, backend, worker):
                 echo(f"trial {number} marked failed: its worker ended mid-trial; the study "
                      f"goes on without it")
             counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
@@ -209,7 +301,10 @@ def run_sweep(spec_path: Path, *, trials: Optional[int] = None, storage: Optiona
             if finished + counts[TrialState.RUNNING] >= target:
                 time.sleep(POLL_SECONDS)  # the last trials run elsewhere; one may yet fail
                 continue
-            state = _run_trial(study, spec, out, worker, echo, target)
+            state = _run_trial(study, backend, spec, out, worker, echo, target)
+            if state == "SURPLUS":
+                time.sleep(POLL_SECONDS)  # another worker took the last place
+                continue
             failures = failures + 1 if state == "FAIL" else 0
             if failures >= MAX_CONSECUTIVE_FAILURES:
                 raise SweepError(f"{failures} trials in a row failed (reasons in the table of "

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -195,9 +196,19 @@ class SweepSpec:
         return SAMPLERS[name].build(**options)
 
     def identity(self) -> dict:
-        """What a study holds fixed: the space, the metric and the direction."""
+        """What a study holds fixed: the space, the metric, the direction and the config every
+        trial starts from (a hash of the base config with ``set:`` applied, less ``name`` and
+        ``output_dir``, which the sweep sets per trial)."""
         return {"space": {k: p.describe() for k, p in self.space.items()},
-                "metric": self.metric, "direction": self.direction}
+                "metric": self.metric, "direction": self.direction,
+                "config": self.config_hash()}
+
+    def config_hash(self) -> str:
+        """A hash of the resolved base config (``set:`` applied), ``name``/``output_dir`` left
+        out: a changed ``base:``, ``config:`` or ``set:`` changes it."""
+        data = {k: v for k, v in self.base.to_dict().items() if k not in RESERVED_KEYS}
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- parsing

@@ -7,17 +7,20 @@
   ``://`` names a journal file.
 
 A worker holds an exclusive ``flock`` on ``<out>/workers/<worker id>.lock`` for its whole
-life and records that file, its host and PID in every trial it runs. The kernel releases
-the lock when the process ends in any way (SIGKILL included), so a RUNNING trial whose
-worker's lock is free on this host belongs to a dead worker: the next worker to look marks
-it FAILED (finished trials are counted; a failed one is not, so it is never counted twice).
-On RDB storage, trials of other hosts are covered by Optuna's heartbeat: a trial with no
-heartbeat for :data:`GRACE_PERIOD` seconds is failed by the next worker that checks.
+life and records that file, its machine (:func:`machine_id`: host name and kernel boot id)
+and PID in every trial it runs. The kernel releases the lock when the process ends in any
+way (SIGKILL included), so a RUNNING trial whose worker's lock is free on this machine
+belongs to a dead worker: the next worker to look marks it FAILED (finished trials are
+counted; a failed one is not, so it is never counted twice). A missing lock file proves
+nothing (a worker that exits cleanly removes it, and leaves no RUNNING trial), so such a
+trial is left alone. On RDB storage, trials of other machines are covered by Optuna's
+heartbeat: a trial with no heartbeat for :data:`GRACE_PERIOD` seconds is failed by the next
+worker that checks.
 
 Example:
     >>> storage = open_storage(None, Path("sweeps/lr"))
     >>> with WorkerLock(Path("sweeps/lr/workers")) as worker:
-    ...     fail_dead_trials(study, worker)
+    ...     fail_dead_trials(study, storage, worker)
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ GRACE_PERIOD = 90        # seconds without a heartbeat before a trial counts as 
 UNCLAIMED_GRACE = 120
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
+    """``url`` with its password masked (``***``); a path or unparsable URL as given."""
     try:
         from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
@@ -56,10 +60,14 @@ def _hide_password(url: str) -> str:
 
 
 def is_rdb_url(storage: Optional[str]) -> bool:
+    """Whether ``--storage`` names a database (an Optuna RDB URL, ``scheme://...``) rather
+    than a journal file path (or nothing: the default journal)."""
     return storage is not None and "://" in storage
 
 
 def journal_path(storage: Optional[str], out: Path) -> Path:
+    """The journal file of a non-URL ``--storage``: the path given, or ``<out>/study.journal``
+    when none is given."""
     return Path(storage) if storage is not None else Path(out) / JOURNAL_FILE
 
 
@@ -86,7 +94,11 @@ class FlockJournalLock:
     def acquire(self) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder releases it or dies
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder releases it or dies
+            except BaseException:
+                os.close(fd)  # interrupted or refused: no handle left behind
+                raise
         self._fd = fd
         return True
 
@@ -137,7 +149,7 @@ def open_storage(storage: Optional[str], out: Path, create: bool = True) -> Any:
         except OSError as exc:
             raise output_error(exc, path) from None
         return optuna.storages.JournalStorage(backend)
-    shown = _hide_password(str(storage))
+    shown = hide_password(str(storage))
     scheme = str(storage).split("://", 1)[0]
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if scheme.startswith("postgresql"):
@@ -191,7 +203,12 @@ class WorkerLock:
         except OSError as exc:
             raise output_error(exc, self.path) from None
         if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(self._fd)
+                self._fd = None
+                raise output_error(exc, self.path) from None
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -202,18 +219,33 @@ class WorkerLock:
 
     def record(self) -> dict:
         """What a trial stores so that other workers can tell whether this one lives."""
-        return {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
-                "lock": str(self.path.resolve())}
+        return {"id": self.id, "host": socket.gethostname(), "machine": machine_id(),
+                "pid": os.getpid(), "lock": str(self.path.resolve())}
+
+
+def machine_id() -> str:
+    """This machine (and boot) as ``<hostname>/<boot id>``: two machines may share a host
+    name (containers, cloned images), but not a kernel boot id. Falls back to
+    ``/etc/machine-id``, then the host name alone, where there is no boot id."""
+    host = socket.gethostname()
+    for source in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        try:
+            ident = Path(source).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if ident:
+            return f"{host}/{ident}"
+    return host
 
 
 def _lock_is_free(path: str) -> bool:
-    """Whether no live process holds ``path``'s flock (a missing file: its worker ended)."""
+    """Whether no live process holds ``path``'s flock. A missing file (or one that cannot
+    be opened) tells nothing: a worker that exits cleanly removes its file and leaves no
+    RUNNING trial, so the trial's owner is unknown, never dead."""
     if fcntl is None:  # pragma: no cover - no flock: liveness unknown, keep the trial
         return False
     try:
         fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return True
     except OSError:
         return False
     try:
@@ -231,21 +263,32 @@ def heartbeat_enabled(storage: Any) -> bool:
     return interval is not None and interval() is not None
 
 
-def fail_dead_trials(study: Any, worker: WorkerLock) -> list[int]:
+def trial_id(storage: Any, study: Any, number: int) -> int:
+    """The storage's id of ``study``'s trial ``number`` (public ``BaseStorage`` calls)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def fail_dead_trials(study: Any, storage: Any, worker: WorkerLock) -> list[int]:
     """Mark FAILED every RUNNING trial whose worker is gone; the numbers failed.
 
-    On this host a worker is gone when its lock is free; on RDB storage Optuna's heartbeat
-    check also fails trials of dead workers on other hosts.
+    On this machine a worker is gone when its lock file exists and its lock is free; on RDB
+    storage Optuna's heartbeat check also fails trials of dead workers on other machines.
+
+    Args:
+        study: the ``optuna.Study``.
+        storage: the storage :func:`open_storage` returned (the study's).
+        worker: this worker (its own trials are never failed).
     """
     import optuna
     from optuna.trial import TrialState
 
-    if heartbeat_enabled(study._storage):
+    if heartbeat_enabled(storage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # flagged experimental since Optuna 2.9
             optuna.storages.fail_stale_trials(study)
     failed = []
-    host = socket.gethostname()
+    here = machine_id()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker")
         if owner is None:
@@ -253,16 +296,16 @@ def fail_dead_trials(study: Any, worker: WorkerLock) -> list[int]:
             if started is None or (datetime.now() - started).total_seconds() < UNCLAIMED_GRACE:
                 continue  # just created by a live worker that is about to claim it
             reason = "its worker ended before recording itself in the trial"
-        elif owner.get("host") != host or owner.get("id") == worker.id:
-            continue  # another machine's trial: the RDB heartbeat covers it
+        elif owner.get("machine") != here or owner.get("id") == worker.id:
+            continue  # another machine's trial (the RDB heartbeat covers it), or ours
         elif _lock_is_free(owner["lock"]):
             reason = (f"its worker (PID {owner.get('pid')} on {owner.get('host')}) ended "
                       f"mid-trial (killed or crashed)")
         else:
             continue
         try:
-            study._storage.set_trial_user_attr(trial._trial_id, "failure",
-                                               f"{reason}; marked failed by worker {worker.id}")
+            storage.set_trial_user_attr(trial_id(storage, study, trial.number), "failure",
+                                        f"{reason}; marked failed by worker {worker.id}")
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         except (RuntimeError, ValueError):
             continue  # another worker failed it first
@@ -276,19 +319,25 @@ class Heartbeat:
     Optuna's ``optimize`` runs the same thread; a sweep asks and tells trials itself, so it
     runs its own. A no-op on storages without heartbeats (the journal file).
 
+    Started right after ``ask()``: Optuna's stale-trial check only fails trials that have
+    beaten at least once, so a trial whose worker dies before its first beat would stay
+    RUNNING for good.
+
     Args:
+        storage: the storage :func:`open_storage` returned (the study's).
         study: the study.
         trial: the running ``optuna.Trial``.
 
     Example:
-        >>> with Heartbeat(study, trial):
+        >>> with Heartbeat(storage, study, trial):
         ...     run_training(config)
     """
 
-    def __init__(self, study: Any, trial: Any) -> None:
-        self.storage = study._storage
-        self.trial_id = trial._trial_id  # Optuna's own heartbeat thread is keyed by this id
-        self.enabled = heartbeat_enabled(self.storage)
+    def __init__(self, storage: Any, study: Any, trial: Any) -> None:
+        self.storage = storage
+        self.enabled = heartbeat_enabled(storage)
+        # Optuna's own heartbeat thread is keyed by the storage's trial id
+        self.trial_id = trial_id(storage, study, trial.number) if self.enabled else None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 

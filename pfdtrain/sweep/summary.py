@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from pfdtrain.config.training_config import ConfigError, TrainingConfig, apply_overrides
 from pfdtrain.sweep.spec import SweepSpec
 from pfdtrain.utils.io import atomic_open, write_json
 
@@ -28,10 +29,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def is_surplus(trial: Any) -> bool:
+    """Whether ``trial`` was ended unrun because the study already had its trials (two
+    workers started the last one together, see :func:`~pfdtrain.sweep.runner.admitted`)."""
+    return bool(trial.user_attrs.get("surplus"))
+
+
 def trial_rows(study: Any) -> list[dict]:
-    """One dict per trial: number, state, value, params, run folder, why it failed."""
+    """One dict per trial that ran: number, state, value, params, run folder, why it failed
+    (surplus trials, ended unrun, are left out)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if is_surplus(t):
+            continue
         value = t.value if t.values else None
         if value is None and t.state.name == "PRUNED" and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]  # what it was pruned at
@@ -76,6 +86,23 @@ def importances(study: Any) -> tuple[dict[str, float], str]:
     return dict(found), ""
 
 
+def best_config(trial: Any, spec: SweepSpec) -> TrainingConfig:
+    """The config trial ``trial`` trained, as a new run's: its run folder's ``config.yaml``
+    (what it really ran, whatever the spec says now), else rebuilt from the spec and its
+    params; ``name`` and ``output_dir`` are the base config's either way."""
+    run_dir = trial.user_attrs.get("run_dir")
+    saved = Path(run_dir) / "config.yaml" if run_dir else None
+    if saved is not None and saved.is_file():
+        try:
+            config = TrainingConfig.from_yaml(saved)
+        except (ConfigError, OSError):
+            config = None
+        if config is not None:
+            return apply_overrides(config, [f"name={json.dumps(spec.base.name)}",
+                                            f"output_dir={json.dumps(spec.base.output_dir)}"])
+    return spec.config_for(trial.params)
+
+
 def summarise(study: Any, spec: SweepSpec, out: Path, echo: Callable[[str], Any] = print
               ) -> dict:
     """Write ``<out>/best.yaml`` and ``<out>/summary.json``; print the table and importances.
@@ -104,7 +131,7 @@ def summarise(study: Any, spec: SweepSpec, out: Path, echo: Callable[[str], Any]
     best = None
     if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         trial = study.best_trial
-        config = spec.config_for(trial.params)
+        config = best_config(trial, spec)
         header = (f"# pfdtrain sweep {study.study_name}: best of {counts['COMPLETE']} completed "
                   f"trials, trial {trial.number} ({spec.metric} = {trial.value:.4f}, "
                   f"run folder {trial.user_attrs.get('run_dir')})\n"
