@@ -221,6 +221,11 @@ def test_cli_bad_input_is_one_error_line(tmp_path, capsys, cache):
     changed = _write_spec(tmp_path, cache, epochs=1, space={"model.dropout": {"type": "float",
                                                                     "low": 0.0, "high": 0.4}})
     assert "was created with another space" in error(str(changed), "--out", str(tmp_path / "o"))
+    # ... and its base config: another set:/config: is refused the same way
+    changed = _write_spec(tmp_path, cache, epochs=2, space={"model.dropout": {"type": "float",
+                                                                    "low": 0.0, "high": 0.5}})
+    assert "was created with another base config" in error(str(changed), "--out",
+                                                           str(tmp_path / "o"))
 
 
 def test_a_metric_the_runs_do_not_log_names_the_keys(tmp_path, cache):
@@ -259,7 +264,13 @@ def two_workers(tmp_path_factory, cache):
     raw["sampler"] = {"name": "random", "seed": _seed_with_good_then_bad(spec, 4)}
     spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     workers = [_worker(Path("spec.yaml"), folder, "--trials", "4") for _ in range(2)]
-    outputs = [_finish(w) for w in workers]
+    try:
+        outputs = [_finish(w) for w in workers]
+    finally:
+        for w in workers:  # one that failed must not leave the other running into later tests
+            if w.poll() is None:
+                w.kill()
+                w.communicate()
     return folder, folder / "sweeps" / "spec", outputs
 
 
@@ -272,11 +283,11 @@ def test_two_workers_share_one_study(two_workers):
     # exactly the requested count finished, none left running, none failed
     assert len(trials) == 4 and set(states) <= {"COMPLETE", "PRUNED"}
     assert "PRUNED" in states and "COMPLETE" in states
-    # each trial was run once, by one worker, in its own ordinary run folder
+    # each trial was run once, by one worker, in its own ordinary run folder (which worker ran
+    # how many depends on when each started: on a loaded machine one may run them all)
     announced = [line.split()[2] for o in outputs for line in o.splitlines()
                  if line.startswith("[") and " trial " in line]
     assert sorted(announced) == ["0", "1", "2", "3"]
-    assert len({t.user_attrs["worker"]["id"] for t in trials}) == 2
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
     for t in trials:
         run_dir = folder / t.user_attrs["run_dir"]
@@ -306,7 +317,11 @@ def test_summary_writes_a_best_config_train_takes(two_workers, capsys):
     assert config.optimizer.lr == best["params"]["optimizer.lr"] == GOOD_LR
     assert config.model.dropout == pytest.approx(best["params"]["model.dropout"])
     assert config.name is None and config.output_dir == "runs"  # a new run, not a trial's
-    assert f"best: trial {best['number']}" in printed and "trial-0000" in printed
+    assert f"best: trial {best['number']}" in printed
+    # the table's row of the best trial names its state and run folder
+    row = next(line for line in printed.splitlines() if line.split()[:1] == [str(best["number"])])
+    assert row.split()[1] == "complete" and row.rstrip().endswith(f"trial-{best['number']:04d}")
+    assert f"run folder {best['run_dir']})" in (out / "best.yaml").read_text()
     assert "pruned" in printed and "parameter importances need at least 4" in printed
 
 
@@ -335,18 +350,25 @@ def test_a_worker_killed_mid_trial_is_failed_and_the_study_goes_on(tmp_path, cac
 
 
 # ---------------------------------------------------------------- PostgreSQL
+def _version_key(path: str) -> tuple:
+    """``/usr/lib/postgresql/16/bin/initdb`` → ``(16,)``: numeric, so 16 sorts after 9.6."""
+    version = Path(path).parent.parent.name
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+
+
 def _postgres_bin() -> Path | None:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
     try:
         bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                                check=True).stdout.strip()
+                                check=True, timeout=30).stdout.strip()
         if (Path(bindir) / "initdb").is_file():
             return Path(bindir)
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.SubprocessError):
         pass
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))  # Debian: not on PATH
+    # Debian: not on PATH; the highest version when several are installed
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
     return Path(candidates[-1]).parent if candidates else None
 
 
@@ -354,6 +376,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, saying why; on CI (``CI`` set) PostgreSQL is installed, so a broken one fails."""
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is installed but cannot be used: {reason}")
+    pytest.skip(reason)
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-2000:]
+    except OSError:
+        return f"(no {path.name})"
 
 
 @pytest.fixture
@@ -374,27 +410,42 @@ def postgres_url():
             runuser = None
         if runuser is None:
             shutil.rmtree(folder)
-            pytest.skip("running as root without a 'postgres' user and runuser: PostgreSQL "
-                        "refuses to run as root")
+            _unavailable("running as root without a 'postgres' user and runuser: PostgreSQL "
+                         "refuses to run as root")
         prefix = [runuser, "-u", "postgres", "--"]
         shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", _free_port()
-    run = dict(capture_output=True, text=True, timeout=60, cwd=folder)
-    init = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                           "-U", "postgres"], **run)
-    if init.returncode != 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"initdb failed here: {init.stderr.strip()[-300:]}")
-    start = subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                            str(folder / "log"), "-o",
-                            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -F", "start"],
-                           **run)
-    assert start.returncode == 0, start.stderr + (folder / "log").read_text()
+    data, port, log = folder / "data", _free_port(), folder / "log"
+    run = dict(capture_output=True, text=True, cwd=folder)
+    started = False
     try:
+        try:
+            # C locale, UTF-8: initdb fails where the environment's locale is not installed
+            init = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A",
+                                   "trust", "-U", "postgres", "--locale=C", "-E", "UTF8"],
+                                  timeout=120, **run)
+        except subprocess.TimeoutExpired:
+            _unavailable("initdb did not finish in 120 s")
+        if init.returncode != 0:
+            _unavailable(f"initdb failed here: {init.stderr.strip()[-300:]}")
+        started = True  # from here on stopped in finally (a failed stop does no harm)
+        try:
+            start = subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w",
+                                    "-t", "30", "-l", str(log), "-o",
+                                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -F",
+                                    "start"], timeout=60, **run)
+        except subprocess.TimeoutExpired:
+            _unavailable(f"pg_ctl start did not return in 60 s; server log: {_tail(log)}")
+        if start.returncode != 0:
+            _unavailable(f"pg_ctl start failed: {start.stderr.strip()[-300:]}; server log: "
+                         f"{_tail(log)}")
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], **run)
+        if started:
+            try:
+                subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m",
+                                "immediate", "-w", "-t", "30", "stop"], timeout=60, **run)
+            except subprocess.TimeoutExpired:
+                pass
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -404,10 +455,148 @@ def test_a_study_in_postgresql(tmp_path, cache, postgres_url):
     lines: list[str] = []
     summary = run_sweep(spec, trials=2, storage=postgres_url, out=tmp_path / "o",
                         echo=lines.append)
-    assert summary["counts"]["COMPLETE"] == 2 and lines[-1].startswith("parameter importances")
+    assert summary["counts"]["COMPLETE"] == 2
+    assert lines[-1].startswith("parameter importances need at least 4 completed trials (this "
+                                "study has 2")
     # a second worker (here: a later one) joins the same study and finds it done
     again = run_sweep(spec, trials=2, storage=postgres_url, out=tmp_path / "o2",
                       echo=lambda line: None)
     assert [t["number"] for t in again["trials"]] == [0, 1]
     study = optuna.load_study(study_name="spec", storage=driver_url(postgres_url))
     assert study.best_trial.number == summary["best"]["number"]
+
+
+# ---------------------------------------------------------------- races and dead workers
+_SPACE = {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}
+
+
+def _study_with(finished: int, running: int):
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize")
+    for _ in range(finished):
+        study.tell(study.ask(), 1.0)
+    for _ in range(running):
+        study.ask()  # other workers' trials
+    return study, storage
+
+
+def test_a_trial_asked_beyond_the_count_is_ended_unrun(tmp_path):
+    from pfdtrain.sweep.runner import _run_trial, admitted
+    from pfdtrain.sweep.storage import WorkerLock
+    from pfdtrain.sweep.summary import trial_rows
+
+    # two workers saw room for one more trial and both asked: the lower number wins
+    study, storage = _study_with(finished=2, running=0)
+    first, second = study.ask(), study.ask()
+    assert admitted(study, first.number, 3) and not admitted(study, second.number, 3)
+    assert admitted(study, second.number, 4)
+    # N-1 finished + 1 running (another worker's): a newly asked trial is surplus
+    study, storage = _study_with(finished=2, running=1)
+    spec = parse_spec({"space": _SPACE})
+    lines: list[str] = []
+    with WorkerLock(tmp_path / "workers") as worker:
+        state = _run_trial(study, storage, spec, tmp_path / "o", worker, lines.append, 3)
+    assert state == "SURPLUS" and lines == []
+    late = study.get_trials()[-1]
+    assert late.number == 3 and late.state.name == "FAIL" and late.user_attrs["surplus"]
+    assert not (tmp_path / "o" / "runs").exists()  # no run folder
+    assert [r["number"] for r in trial_rows(study)] == [0, 1, 2]  # not in the table
+
+
+def test_only_trials_of_dead_workers_on_this_machine_are_failed(tmp_path):
+    from pfdtrain.sweep.storage import WorkerLock, fail_dead_trials, machine_id, trial_id
+
+    study, storage = _study_with(finished=0, running=4)
+    dead_lock = tmp_path / "dead.lock"
+    dead_lock.touch()  # a killed worker's file: left behind, its flock free
+    owners = [
+        {"id": "dead", "host": socket.gethostname(), "machine": machine_id(),
+         "lock": str(dead_lock)},
+        # same host name, another machine (container, cloned image): its lock is not ours
+        {"id": "twin", "host": socket.gethostname(), "machine": socket.gethostname() + "/other",
+         "lock": str(dead_lock)},
+        # a missing lock file proves nothing
+        {"id": "gone", "host": socket.gethostname(), "machine": machine_id(),
+         "lock": str(tmp_path / "missing.lock")},
+    ]
+    for number, owner in enumerate(owners):
+        storage.set_trial_user_attr(trial_id(storage, study, number), "worker", owner)
+    with WorkerLock(tmp_path / "workers") as worker:
+        storage.set_trial_user_attr(trial_id(storage, study, 3), "worker", worker.record())
+        assert fail_dead_trials(study, storage, worker) == [0]
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "RUNNING", "RUNNING",
+                                                          "RUNNING"]
+    assert machine_id().startswith(socket.gethostname() + "/")
+
+
+def test_a_trial_ended_elsewhere_while_it_trains_is_one_line(tmp_path, monkeypatch):
+    """Another worker marked the trial failed: the pruning callback's report raises inside
+    fit; the worker says so in one line and goes on."""
+    import pfdtrain.pipeline
+    from pfdtrain.sweep.runner import _run_trial
+    from pfdtrain.sweep.storage import WorkerLock
+
+    study, storage = _study_with(finished=0, running=0)
+
+    def fit_failed_elsewhere(config, extra_callbacks=(), **kwargs):
+        number = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].number
+        study.tell(number, state=optuna.trial.TrialState.FAIL)  # "another worker"
+        extra_callbacks[0].on_epoch_end(0, {"val_acc": 50.0})
+        raise AssertionError("report on a finished trial must raise")
+
+    monkeypatch.setattr(pfdtrain.pipeline, "run_training", fit_failed_elsewhere)
+    lines: list[str] = []
+    with WorkerLock(tmp_path / "workers") as worker:
+        state = _run_trial(study, storage, parse_spec({"space": _SPACE}), tmp_path / "o",
+                           worker, lines.append, 2)
+    assert state == "ENDED" and study.get_trials()[0].state.name == "FAIL"
+    assert lines == ["trial 0 was ended by another worker while it ran; it is not counted, "
+                     "going on"]
+
+
+def test_a_storage_failure_mid_sweep_is_one_error_line(tmp_path, cache, monkeypatch, capsys):
+    import sqlalchemy.exc
+
+    import pfdtrain.pipeline
+
+    def lost(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, Exception("server closed "
+                                                                            "the connection"))
+
+    monkeypatch.setattr(pfdtrain.pipeline, "run_training", lost)
+    spec = _write_spec(tmp_path, cache, epochs=1, space=_SPACE)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pfdtrain: error: ") and "Traceback" not in err
+    assert "failed mid-sweep (OperationalError" in err and "rerun the same command" in err
+    assert "server closed the connection" in " ".join(err.split())
+
+
+def test_best_yaml_is_the_config_the_best_trial_ran(tmp_path):
+    from types import SimpleNamespace
+
+    from pfdtrain.sweep.summary import best_config
+
+    spec = parse_spec({"set": {"num_epochs": 3}, "space": _SPACE})
+    run_dir = tmp_path / "runs" / "trial-0002"
+    run_dir.mkdir(parents=True)
+    ran = spec.config_for({"model.dropout": 0.25}, name="trial-0002",
+                          output_dir=str(run_dir.parent))
+    (run_dir / "config.yaml").write_text(TrainingConfig.from_dict(
+        {**ran.to_dict(), "num_epochs": 5}).to_yaml())  # what the trial really ran
+    trial = SimpleNamespace(user_attrs={"run_dir": str(run_dir)},
+                            params={"model.dropout": 0.25})
+    config = best_config(trial, spec)
+    assert (config.num_epochs, config.model.dropout) == (5, 0.25)
+    assert (config.name, config.output_dir) == (spec.base.name, spec.base.output_dir)
+    # no run folder (moved away): rebuilt from the spec
+    trial.user_attrs["run_dir"] = str(tmp_path / "moved")
+    assert best_config(trial, spec).num_epochs == 3
+
+
+def test_a_changed_base_config_is_refused_like_a_changed_space():
+    raw = {"set": {"num_epochs": 3}, "space": _SPACE}
+    same = parse_spec(raw).identity()
+    assert parse_spec({**raw, "set": {"num_epochs": 3, "name": "x"}}).identity() == same
+    changed = parse_spec({**raw, "set": {"num_epochs": 4}}).identity()
+    assert changed != same and changed["space"] == same["space"]
