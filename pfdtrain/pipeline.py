@@ -59,8 +59,11 @@ def build_callbacks(config: TrainingConfig, model: torch.nn.Module, optimizer: t
     """The §2.4 standard set, as the ``callbacks:`` and ``checkpoint:`` sections ask.
 
     Order matters: timing first (it adds ``epoch_time`` to the logs the others see), the
-    checkpoint writer last (its ``final_model.pth`` holds the restored best weights). The
-    ``logging:`` section adds TensorBoard and CSV logs.
+    checkpoint writer last of this set (its ``final_model.pth`` holds the restored best
+    weights). ``run_training``'s ``extra_callbacks`` (a sweep's pruning callback) come after
+    it; that is harmless, since checkpoints are written in the later ``on_checkpoint`` step,
+    after every callback's ``on_epoch_end``. The ``logging:`` section adds TensorBoard and
+    CSV logs.
     """
     cb_cfg, ck_cfg = config.callbacks, config.checkpoint
     for section, monitor, active in (("callbacks.early_stopping", cb_cfg.early_stopping.monitor,
