@@ -504,9 +504,10 @@ def test_a_trial_asked_beyond_the_count_is_ended_unrun(tmp_path):
 
 
 def test_only_trials_of_dead_workers_on_this_machine_are_failed(tmp_path):
-    from pfdtrain.sweep.storage import WorkerLock, fail_dead_trials, machine_id, trial_id
+    from pfdtrain.sweep.storage import (BOOT_ID, MACHINE_ID, WorkerLock, _read_id,
+                                        fail_dead_trials, machine_id, trial_id)
 
-    study, storage = _study_with(finished=0, running=4)
+    study, storage = _study_with(finished=0, running=5)
     dead_lock = tmp_path / "dead.lock"
     dead_lock.touch()  # a killed worker's file: left behind, its flock free
     owners = [
@@ -518,14 +519,19 @@ def test_only_trials_of_dead_workers_on_this_machine_are_failed(tmp_path):
         # a missing lock file proves nothing
         {"id": "gone", "host": socket.gethostname(), "machine": machine_id(),
          "lock": str(tmp_path / "missing.lock")},
+        # this machine (host name and /etc/machine-id) before a restart (another boot id)
+        {"id": "before-reboot", "host": socket.gethostname(),
+         "machine": socket.gethostname() + "/old-boot", "boot": "old-boot",
+         "machine_id": _read_id(MACHINE_ID), "lock": str(tmp_path / "missing.lock")},
     ]
     for number, owner in enumerate(owners):
         storage.set_trial_user_attr(trial_id(storage, study, number), "worker", owner)
     with WorkerLock(tmp_path / "workers") as worker:
-        storage.set_trial_user_attr(trial_id(storage, study, 3), "worker", worker.record())
-        assert fail_dead_trials(study, storage, worker) == [0]
-    assert [t.state.name for t in study.get_trials()] == ["FAIL", "RUNNING", "RUNNING",
-                                                          "RUNNING"]
+        storage.set_trial_user_attr(trial_id(storage, study, 4), "worker", worker.record())
+        rebooted = _read_id(MACHINE_ID) is not None and _read_id(BOOT_ID) is not None
+        assert fail_dead_trials(study, storage, worker) == ([0, 3] if rebooted else [0])
+    assert [t.state.name for t in study.get_trials()] == [
+        "FAIL", "RUNNING", "RUNNING", "FAIL" if rebooted else "RUNNING", "RUNNING"]
     assert machine_id().startswith(socket.gethostname() + "/")
 
 

@@ -10,8 +10,10 @@ A worker holds an exclusive ``flock`` on ``<out>/workers/<worker id>.lock`` for 
 life and records that file, its machine (:func:`machine_id`: host name and kernel boot id)
 and PID in every trial it runs. The kernel releases the lock when the process ends in any
 way (SIGKILL included), so a RUNNING trial whose worker's lock is free on this machine
-belongs to a dead worker: the next worker to look marks it FAILED (finished trials are
-counted; a failed one is not, so it is never counted twice). A missing lock file proves
+belongs to a dead worker, and so does one whose worker ran on this machine (same host name
+and ``/etc/machine-id``) before it restarted (another boot id): the next worker to look
+marks it FAILED (finished trials are counted; a failed one is not, so it is never counted
+twice). A missing lock file proves
 nothing (a worker that exits cleanly removes it, and leaves no RUNNING trial), so such a
 trial is left alone. On RDB storage, trials of other machines are covered by Optuna's
 heartbeat: a trial with no heartbeat for :data:`GRACE_PERIOD` seconds is failed by the next
@@ -220,7 +222,20 @@ class WorkerLock:
     def record(self) -> dict:
         """What a trial stores so that other workers can tell whether this one lives."""
         return {"id": self.id, "host": socket.gethostname(), "machine": machine_id(),
+                "machine_id": _read_id(MACHINE_ID), "boot": _read_id(BOOT_ID),
                 "pid": os.getpid(), "lock": str(self.path.resolve())}
+
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # new at every boot of the kernel
+MACHINE_ID = "/etc/machine-id"               # the installation's, kept across reboots
+
+
+def _read_id(source: str) -> Optional[str]:
+    try:
+        ident = Path(source).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return ident or None
 
 
 def machine_id() -> str:
@@ -228,14 +243,16 @@ def machine_id() -> str:
     name (containers, cloned images), but not a kernel boot id. Falls back to
     ``/etc/machine-id``, then the host name alone, where there is no boot id."""
     host = socket.gethostname()
-    for source in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
-        try:
-            ident = Path(source).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if ident:
-            return f"{host}/{ident}"
-    return host
+    ident = _read_id(BOOT_ID) or _read_id(MACHINE_ID)
+    return f"{host}/{ident}" if ident else host
+
+
+def _rebooted_since(owner: dict) -> bool:
+    """Whether ``owner`` ran on this very machine (host name and ``/etc/machine-id`` alike)
+    in an earlier boot: no process of that boot lives."""
+    mine, boot = _read_id(MACHINE_ID), _read_id(BOOT_ID)
+    return (owner.get("host") == socket.gethostname() and mine is not None and boot is not None
+            and owner.get("machine_id") == mine and owner.get("boot") not in (None, boot))
 
 
 def _lock_is_free(path: str) -> bool:
@@ -296,8 +313,13 @@ def fail_dead_trials(study: Any, storage: Any, worker: WorkerLock) -> list[int]:
             if started is None or (datetime.now() - started).total_seconds() < UNCLAIMED_GRACE:
                 continue  # just created by a live worker that is about to claim it
             reason = "its worker ended before recording itself in the trial"
-        elif owner.get("machine") != here or owner.get("id") == worker.id:
-            continue  # another machine's trial (the RDB heartbeat covers it), or ours
+        elif owner.get("id") == worker.id:
+            continue  # ours
+        elif owner.get("machine") != here:
+            if not _rebooted_since(owner):
+                continue  # another machine's trial: the RDB heartbeat covers it
+            reason = (f"its worker (PID {owner.get('pid')} on {owner.get('host')}) ran before "
+                      f"the machine restarted")
         elif _lock_is_free(owner["lock"]):
             reason = (f"its worker (PID {owner.get('pid')} on {owner.get('host')}) ended "
                       f"mid-trial (killed or crashed)")
