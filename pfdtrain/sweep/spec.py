@@ -187,8 +187,9 @@ class SweepSpec:
 
     def make_sampler(self, trial_number: int = 0) -> Any:
         """The sampler for trial ``trial_number``: a ``seed`` is offset by the trial number, so
-        workers sharing a study never draw the same values from the same seed, and a trial's
-        random draws do not depend on which worker runs it."""
+        a trial's random draws do not depend on which worker runs it, and the random
+        sampler's trials never draw the same values from the same seed (TPE's draws after its
+        startup trials also depend on the trials finished so far)."""
         name, options = self.sampler
         options = dict(options)
         if options.get("seed") is not None:
