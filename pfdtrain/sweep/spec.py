@@ -182,6 +182,8 @@ class SweepSpec:
         return apply_overrides(self.base, overrides)
 
     def make_pruner(self) -> Any:
+        """The study's pruner: the :data:`PRUNERS` entry the spec names, built with its
+        options (a fresh object; the pruner keeps no state between calls)."""
         name, options = self.pruner
         return PRUNERS[name].build(**options)
 
