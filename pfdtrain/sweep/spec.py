@@ -183,7 +183,7 @@ class SweepSpec:
 
     def make_pruner(self) -> Any:
         """The study's pruner: the :data:`PRUNERS` entry the spec names, built with its
-        options (a fresh object; the pruner keeps no state between calls)."""
+        options (a new object each call)."""
         name, options = self.pruner
         return PRUNERS[name].build(**options)
 
