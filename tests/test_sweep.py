@@ -606,3 +606,30 @@ def test_a_changed_base_config_is_refused_like_a_changed_space():
     assert parse_spec({**raw, "set": {"num_epochs": 3, "name": "x"}}).identity() == same
     changed = parse_spec({**raw, "set": {"num_epochs": 4}}).identity()
     assert changed != same and changed["space"] == same["space"]
+
+
+def test_pruning_stops_training_but_never_after_the_last_epoch():
+    from pfdtrain.sweep.pruning import OptunaPruningCallback
+    from tests.helpers import tiny_trainer
+
+    # A pruner that prunes every report: val_acc (0-100) is always below 1000.
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=1000.0))
+    for epochs, expected_pruned, expected_epochs in ((3, 0, 1), (1, None, 1)):
+        trial = study.ask()
+        pruning = OptunaPruningCallback(trial, monitor="val_acc")
+        history = tiny_trainer(callbacks=[pruning]).fit(epochs)
+        assert pruning.pruned_epoch == expected_pruned
+        assert len(history["val_acc"]) == expected_epochs
+        assert list(study.trials[-1].intermediate_values) == [0]  # epoch 0 was reported
+
+
+def test_a_pruned_trial_shows_its_best_value_like_the_progress_line():
+    from pfdtrain.sweep.summary import trial_rows
+
+    for direction, expected in (("maximize", 30.0), ("minimize", 10.0)):
+        study = optuna.create_study(direction=direction)
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 10.0, 1: 30.0, 2: 20.0},
+            params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}))
+        assert trial_rows(study)[0]["value"] == expected

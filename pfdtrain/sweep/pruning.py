@@ -19,6 +19,7 @@ class OptunaPruningCallback(Callback):
     written, ``fit`` returns and the run folder's ``train_end`` event says
     ``stopped_early`` (not ``crashed``); :attr:`pruned_epoch` tells the sweep to record the
     trial as pruned. Steps are 0-based epochs, so the trials of a study compare like epochs.
+    The last epoch is reported but never pruned: the trial has finished by then.
 
     Args:
         trial: the ``optuna.Trial`` being trained.
@@ -44,7 +45,9 @@ class OptunaPruningCallback(Callback):
                              f"to one of those (val_* keys need a validation split)")
         value = float(logs[self.monitor])
         self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
+        last_epoch = self.trainer is not None and epoch + 1 >= self.trainer.num_epochs
+        # Pruning after the last epoch would save nothing and throw a finished trial away.
+        if not last_epoch and self.trial.should_prune():
             self.pruned_epoch = epoch
             logger.info(f"Trial {self.trial.number} pruned after epoch {epoch + 1}: "
                         f"{self.monitor}={value:.4f}")

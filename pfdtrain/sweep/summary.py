@@ -44,7 +44,10 @@ def trial_rows(study: Any) -> list[dict]:
             continue
         value = t.value if t.values else None
         if value is None and t.state.name == "PRUNED" and t.intermediate_values:
-            value = t.intermediate_values[max(t.intermediate_values)]  # what it was pruned at
+            # the trial value's own rule (best over its epochs), as the progress line says;
+            # Optuna stores no value for a pruned trial
+            best = max if study.direction.name == "MAXIMIZE" else min
+            value = best(t.intermediate_values.values())
         rows.append({"number": t.number, "state": t.state.name, "value": value,
                      "epochs": len(t.intermediate_values), "params": dict(t.params),
                      "run_dir": t.user_attrs.get("run_dir"),
