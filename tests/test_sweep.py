@@ -632,4 +632,10 @@ def test_a_pruned_trial_shows_its_best_value_like_the_progress_line():
         study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 10.0, 1: 30.0, 2: 20.0},
             params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}))
-        assert trial_rows(study)[0]["value"] == expected
+        # as the sweep ends one: Optuna then gives it its last reported value (20)
+        trial = study.ask()
+        for step, value in enumerate((10.0, 30.0, 20.0)):
+            trial.report(value, step)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        assert study.trials[-1].value == 20.0
+        assert [r["value"] for r in trial_rows(study)] == [expected, expected]

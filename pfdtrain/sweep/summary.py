@@ -43,9 +43,9 @@ def trial_rows(study: Any) -> list[dict]:
         if is_surplus(t):
             continue
         value = t.value if t.values else None
-        if value is None and t.state.name == "PRUNED" and t.intermediate_values:
+        if t.state.name == "PRUNED" and t.intermediate_values:
             # the trial value's own rule (best over its epochs), as the progress line says;
-            # Optuna stores no value for a pruned trial
+            # Optuna gives a pruned trial its last reported value, not the best
             best = max if study.direction.name == "MAXIMIZE" else min
             value = best(t.intermediate_values.values())
         rows.append({"number": t.number, "state": t.state.name, "value": value,
