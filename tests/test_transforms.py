@@ -241,9 +241,18 @@ def test_train_evaluate_predict_apply_the_checkpoint_transform(rolling_runs, nam
                                   rpm=rpm)
     assert predicted["transform"]["name"] == name and predicted["num_windows"] == 2
     assert predicted["window_length"] == 2048
+    # An exported model carries its transform: predict --model gives the checkpoint's result.
+    from pfdtrain.export.exporter import export_checkpoint
+    exported = export_checkpoint(checkpoint, out=root / f"{name}.onnx")["file"]
+    via_onnx = predict_recording(None, recording, sampling_rate=12000, rpm=rpm, model=exported)
+    assert via_onnx["transform"] == predicted["transform"]
+    assert (via_onnx["class"], via_onnx["votes"]) == (predicted["class"], predicted["votes"])
+    assert via_onnx["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-5)
     if name == "order":
         with pytest.raises(EvaluationError, match="--rpm"):
             predict_recording(checkpoint, recording, sampling_rate=12000, device="cpu")
+        with pytest.raises(EvaluationError, match="--rpm"):
+            predict_recording(None, recording, sampling_rate=12000, model=exported)
         # The command line passes --rpm through: the same result as the API.
         proc = run_cli("predict", str(checkpoint), str(recording), "--sampling-rate", "12000",
                        "--rpm", str(rpm), "--json", "--device", "cpu", cwd=root)
