@@ -27,11 +27,7 @@ import yaml
 
 from pfdtrain.training.run_folder import CHECKPOINT_DIR, LOCK_FILE
 from pfdtrain.utils.events import EVENTS_FILE
-
-try:  # POSIX; without flock the dashboard cannot see a live process (status "unknown")
-    import fcntl
-except ImportError:  # pragma: no cover - exercised only on Windows
-    fcntl = None  # type: ignore[assignment]
+from pfdtrain.utils.locks import FLOCK_AVAILABLE, flock_held
 
 #: How deep under RUNS_DIR run folders are looked for (``runs/x``; a benchmark's
 #: ``runs/bench/runs/task-method-seed0``).
@@ -210,28 +206,13 @@ def lock_held(run_dir: Path) -> Optional[bool]:
     """Whether a process holds the run folder's ``.lock`` (``train``/``resume`` hold it,
     exclusively, for their whole life; the kernel drops it when they die in any way).
 
-    Probed with a non-blocking shared ``flock`` on the existing file, which is never
-    created. None when it cannot be told (no ``flock`` on this OS, an unreadable file).
+    No lock file: nothing ever trained there, so False. None when it cannot be told (no
+    ``flock`` on this OS, an unreadable file); see :func:`pfdtrain.utils.locks.flock_held`.
     """
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
-    except FileNotFoundError:
+    path = run_dir / LOCK_FILE
+    if FLOCK_AVAILABLE and not path.exists():
         return False
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    return flock_held(path)
 
 
 def run_status(events: list[dict], held: Optional[bool]) -> str:

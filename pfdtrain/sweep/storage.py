@@ -38,6 +38,7 @@ from typing import Any, Optional
 
 from pfdtrain.errors import output_error
 from pfdtrain.sweep.spec import SweepError
+from pfdtrain.utils.locks import flock_held
 
 try:  # POSIX; Windows has no flock
     import fcntl
@@ -259,19 +260,7 @@ def _lock_is_free(path: str) -> bool:
     """Whether no live process holds ``path``'s flock. A missing file (or one that cannot
     be opened) tells nothing: a worker that exits cleanly removes its file and leaves no
     RUNNING trial, so the trial's owner is unknown, never dead."""
-    if fcntl is None:  # pragma: no cover - no flock: liveness unknown, keep the trial
-        return False
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    return flock_held(path) is False
 
 
 def heartbeat_enabled(storage: Any) -> bool:
