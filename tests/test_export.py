@@ -229,3 +229,17 @@ def test_a_recording_with_several_signals_names_predicts_flag(run, capsys, tmp_p
 
 def test_readme_lists_every_export_format():
     assert formats_markdown() in README.read_text(encoding="utf-8")
+
+
+def test_the_readmes_onnx_runtime_snippet_gives_predicts_first_window(run, capsys, monkeypatch):
+    text = README.read_text(encoding="utf-8")
+    start = text.index("**Without pfdtrain**")
+    snippet = text[text.index("```python\n", start) + len("```python\n"):]
+    snippet = snippet[:snippet.index("```")]
+    export_checkpoint(run["checkpoint"])
+    monkeypatch.chdir(run["dir"] / "export")
+    signal = np.load(run["recording"])
+    exec(snippet, {"signal": signal})  # noqa: S102 - the README's own code, run as a user would
+    printed = capsys.readouterr().out.strip()
+    expected = predict_recording(run["checkpoint"], run["recording"])["window_predictions"][0]
+    assert printed == expected["class"]
