@@ -29,8 +29,21 @@ TINY = {
 
 def _run(args, cwd, expect=0, timeout=240):
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == expect, proc.stderr[-4000:]
+    assert proc.returncode == expect, _failure_text(proc.stderr)
     return proc
+
+
+def _failure_text(stderr: str) -> str:
+    """What a failed job said: the start of a worker's fatal error (a crashed rank prints
+    its C++ reason and stack first, then a list of ~140 extension modules that would push
+    them out of a plain tail) and the last lines."""
+    head = ""
+    for marker in ("Fatal Python error", "terminate called", "Traceback"):
+        at = stderr.find(marker)
+        if at >= 0:
+            head = stderr[max(0, at - 1000):at + 3000] + "\n[...]\n"
+            break
+    return head + stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
