@@ -170,9 +170,9 @@ def test_an_operator_without_an_onnx_equivalent_is_named(tmp_path):
     example = torch.randn(2, 1, 1024)
     with pytest.raises(EvaluationError, match=r"HybridPINN cannot be exported to ONNX: .*"
                                               r"--format torchscript"):
-        ONNX.write(model, example, tmp_path / "pinn.onnx", {})
+        ONNX.write(model, example, tmp_path / "pinn.onnx")
     assert not (tmp_path / "pinn.onnx").exists()
-    EXPORT_FORMATS["torchscript"].write(model, example, tmp_path / "pinn.pt", {})
+    EXPORT_FORMATS["torchscript"].write(model, example, tmp_path / "pinn.pt")
     run = EXPORT_FORMATS["torchscript"].runner(tmp_path / "pinn.pt")
     with torch.no_grad():
         np.testing.assert_allclose(run(example.numpy()), model(example).numpy(), atol=1e-5)

@@ -556,8 +556,6 @@ def evaluate_checkpoint(checkpoint: PathLike, data: Optional[PathLike] = None,
 
     started = time.perf_counter()
     checkpoint = Path(checkpoint)
-    if split not in SPLIT_NAMES:
-        raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
     model, metadata = load_model_for_evaluation(checkpoint, device=device)
     rebuilt = checkpoint_windows(checkpoint, metadata, data, split, batch_size,
                                  with_metadata=model_takes_metadata(model))

@@ -123,15 +123,15 @@ def parity_windows(checkpoint: PathLike, metadata: dict[str, Any], data: Optiona
                           f"FILE.npy (model inputs)")
 
 
-def _torch_logits(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return np.concatenate([model(torch.from_numpy(inputs[i:i + _BATCH])).float().numpy()
-                               for i in range(0, len(inputs), _BATCH)])
-
-
-def _runtime_logits(run: Any, inputs: np.ndarray) -> np.ndarray:
+def _batched_logits(run: Any, inputs: np.ndarray) -> np.ndarray:
+    """``run`` (float32 ``[B, C, L]`` -> logits) over ``inputs`` in batches of 64."""
     return np.concatenate([run(np.ascontiguousarray(inputs[i:i + _BATCH]))
                            for i in range(0, len(inputs), _BATCH)])
+
+
+def _torch_logits(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return _batched_logits(lambda x: model(torch.from_numpy(x)).float().numpy(), inputs)
 
 
 def _accuracy(logits: np.ndarray, labels: Optional[np.ndarray]) -> Optional[float]:
@@ -161,7 +161,7 @@ def check_parity(reference: np.ndarray, run: Any, inputs: np.ndarray,
         >>> check_parity(ref, exported.logits, x, y, quantized=False)["passed"]
         True
     """
-    batched = _runtime_logits(run, inputs)
+    batched = _batched_logits(run, inputs)
     single = run(np.ascontiguousarray(inputs[:1]))  # the dynamic batch axis at batch 1
     diff = float(max(np.abs(batched - reference).max(), np.abs(single - reference[:1]).max()))
     agreement = float((batched.argmax(1) == reference.argmax(1)).mean())
@@ -235,12 +235,10 @@ def export_checkpoint(checkpoint: PathLike, format: str = "onnx", quantize: Opti
     inputs, labels, where = parity_windows(checkpoint, metadata, data, windows, max_windows)
     reference = _torch_logits(model, inputs)
     example = torch.from_numpy(inputs[:2].copy())
-    base_props = lambda quantization, parity: deployment_metadata(  # noqa: E731
-        metadata, checkpoint, tuple(inputs.shape[1:]), quantization, parity)
 
     with tempfile.TemporaryDirectory(prefix="pfdtrain-export-") as tmp:
         staged = Path(tmp) / f"model{fmt.suffix}"
-        fmt.write(model, example, staged, base_props("none", {}))
+        fmt.write(model, example, staged)
         parity = check_parity(reference, fmt.runner(staged), inputs, labels, quantized=False)
         if not parity["passed"]:
             raise EvaluationError(
@@ -273,7 +271,8 @@ def export_checkpoint(checkpoint: PathLike, format: str = "onnx", quantize: Opti
                     f"written. Export without --quantize (fp32 passes), or train the model "
                     f"longer: confident logits survive quantization better")
             staged = quantized
-        props = base_props(quantization, {**report_parity, "windows_from": where})
+        props = deployment_metadata(metadata, checkpoint, tuple(inputs.shape[1:]), quantization,
+                                    {**report_parity, "windows_from": where})
         fmt.set_metadata(staged, props)
         # Only a checked export reaches its final name, each file atomically (the model
         # before its sidecar, so a reader never finds new metadata beside an old model).

@@ -7,7 +7,8 @@ them. ``--quantize int8`` is ONNX Runtime's dynamic quantization: int8 weights, 
 quantized per batch at run time, no calibration data needed.
 
 Example:
-    >>> ONNX.write(model, torch.zeros(1, 1, 2048), Path("m.onnx"), props)
+    >>> ONNX.write(model, torch.zeros(1, 1, 2048), Path("m.onnx"))
+    >>> ONNX.set_metadata(Path("m.onnx"), props)
     >>> ONNX.load(Path("m.onnx")).logits(windows)
 """
 
@@ -75,7 +76,7 @@ class OnnxFormat:
         None.
 
     Example:
-        >>> OnnxFormat().write(model, example, Path("m.onnx"), props)
+        >>> OnnxFormat().write(model, example, Path("m.onnx"))
     """
 
     name = "onnx"
@@ -83,9 +84,9 @@ class OnnxFormat:
     quantizations = ("int8",)
     runtime = "ONNX Runtime"
 
-    def write(self, model: nn.Module, example: torch.Tensor, path: Path,
-              props: Mapping[str, str]) -> None:
-        """Export ``model`` (traced on ``example`` ``[B, C, L]``) to ``path`` with ``props``.
+    def write(self, model: nn.Module, example: torch.Tensor, path: Path) -> None:
+        """Export ``model`` (traced on ``example`` ``[B, C, L]``) to ``path``; its metadata
+        is set by :meth:`set_metadata` once the parity check passed.
 
         Raises:
             EvaluationError: an operator without an ONNX equivalent (the message names it).
@@ -103,27 +104,19 @@ class OnnxFormat:
                 f"{type(model).__name__} cannot be exported to ONNX: {_root_cause(exc)}. "
                 f"Export it with --format torchscript instead, or train a model whose "
                 f"operators ONNX has (cnn1d, wdcnn, resnet18_1d, cnn_lstm)") from None
-        proto = program.model_proto
-        self._set_props(proto, props)
-        onnx.save_model(proto, str(path))
+        onnx.save_model(program.model_proto, str(path))
 
     def set_metadata(self, path: Path, props: Mapping[str, str]) -> None:
         """Replace the pfdtrain metadata properties of the file at ``path``."""
         import onnx
 
         proto = onnx.load_model(str(path))
-        self._set_props(proto, props)
-        onnx.save_model(proto, str(path))
-
-    @staticmethod
-    def _set_props(proto, props: Mapping[str, str]) -> None:
-        import onnx
-
         kept = {p.key: p.value for p in proto.metadata_props if p.key not in props}
         onnx.helper.set_model_props(proto, {**kept, **props})
         proto.doc_string = ("pfdtrain fault classifier: input 'windows' float32 [batch, "
                             "channels, length] (normalised, transformed windows), output "
                             "'logits' [batch, classes]; see the metadata properties")
+        onnx.save_model(proto, str(path))
 
     def quantize_plans(self, kind: str) -> list[str]:
         """The ways to quantize as ``kind``, most compressed first (:data:`INT8_PLANS`)."""

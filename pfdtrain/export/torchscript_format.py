@@ -8,7 +8,8 @@ deprecated TorchScript in favour of ``torch.export``; ONNX is the recommended fo
 one serves existing libtorch deployments (docs/spec-notes.md).
 
 Example:
-    >>> TORCHSCRIPT.write(model, torch.zeros(2, 1, 2048), Path("m.pt"), props)
+    >>> TORCHSCRIPT.write(model, torch.zeros(2, 1, 2048), Path("m.pt"))
+    >>> TORCHSCRIPT.set_metadata(Path("m.pt"), props)
     >>> TORCHSCRIPT.load(Path("m.pt")).metadata["class_names"]
 """
 
@@ -49,10 +50,9 @@ class TorchScriptFormat:
     quantizations: tuple[str, ...] = ()
     runtime = "TorchScript (torch.jit)"
 
-    def write(self, model: nn.Module, example: torch.Tensor, path: Path,
-              props: Mapping[str, str]) -> None:
-        """Trace ``model`` on ``example`` and save it to ``path``. ``props`` go to the sidecar,
-        which :meth:`set_metadata` writes once the parity check passed."""
+    def write(self, model: nn.Module, example: torch.Tensor, path: Path) -> None:
+        """Trace ``model`` on ``example`` and save it to ``path``; the sidecar is written by
+        :meth:`set_metadata` once the parity check passed."""
         try:
             with warnings.catch_warnings():
                 # the deprecation notice and tracer warnings about Python-side shape checks
